@@ -1,0 +1,129 @@
+#pragma once
+// The reverse pass. Collect the Nodes reachable from the root, count how many
+// consumers each has, then run them in topological order (Kahn), summing the
+// gradients that flow into each Node before calling its closure once. Leaves
+// accumulate into .grad in place, so a .grad that is a view into a flat
+// gradient buffer stays one. Without retain_graph each closure is freed after
+// it runs (releasing saved tensors); a second pass through it is an error.
+#include <unordered_map>
+
+#include "../ops/elementwise.hpp"
+
+namespace nq {
+
+namespace detail {
+
+inline void accumulate_leaf(AutogradMeta& m, const Tensor& g) {
+  if (!m.grad) {  // own a fresh contiguous copy: g may alias other buffers
+    Tensor c = Tensor::empty(g.shape(), g.dtype());
+    c.copy_(g);
+    m.grad = c.impl_ptr();
+    return;
+  }
+  Tensor acc(m.grad);
+  NQ_CHECK(acc.shape() == g.shape(), "backward", "gradient of shape ", shape_str(g.shape()),
+           " does not match existing .grad ", shape_str(acc.shape()));
+  acc.copy_(add(acc, g));
+}
+
+inline void run_backward(const Tensor& root, const Tensor& grad_out, bool retain_graph) {
+  NQ_CHECK(root.requires_grad(), "backward", "tensor ", root.brief(),
+           " does not require grad and has no grad_fn (did you compute it under no_grad or from detached "
+           "inputs?)");
+  NQ_CHECK(grad_out.shape() == root.shape(), "backward", "upstream gradient ", shape_str(grad_out.shape()),
+           " does not match tensor ", shape_str(root.shape()));
+  NoGradGuard ng;
+  if (!root.grad_fn()) {  // backward on a leaf
+    accumulate_leaf(*root.meta_ptr(), grad_out);
+    return;
+  }
+  // Dependency counts over the reachable graph.
+  std::unordered_map<Node*, int> deps;
+  std::vector<Node*> stack{root.grad_fn().get()};
+  deps[stack[0]] = 0;
+  while (!stack.empty()) {
+    Node* n = stack.back();
+    stack.pop_back();
+    for (auto& e : n->next)
+      if (e.fn) {
+        auto it = deps.find(e.fn.get());
+        if (it == deps.end()) {
+          deps[e.fn.get()] = 1;
+          stack.push_back(e.fn.get());
+        } else {
+          ++it->second;
+        }
+      }
+  }
+  std::unordered_map<Node*, Tensor> grads;
+  grads[root.grad_fn().get()] = grad_out;
+  std::vector<Node*> ready{root.grad_fn().get()};
+  while (!ready.empty()) {
+    Node* n = ready.back();
+    ready.pop_back();
+    // A node that no gradient reached still releases its consumers' counts.
+    auto git = grads.find(n);
+    std::vector<Tensor> in_grads(n->next.size());
+    if (git != grads.end()) {
+      Tensor g = std::move(git->second);
+      grads.erase(git);
+      NQ_CHECK(!n->released, "backward", "trying to backward through the graph a second time (op '", n->name,
+               "'): its saved tensors were freed; pass retain_graph=true to the first backward()");
+      if (auto m = n->retained.lock()) accumulate_leaf(*m, g);
+      in_grads = n->backward(g, *n);
+      NQ_CHECK(in_grads.size() == n->next.size(), "backward", "op '", n->name, "' returned ", in_grads.size(),
+               " gradients for ", n->next.size(), " inputs");
+    }
+    for (size_t i = 0; i < n->next.size(); ++i) {
+      Edge& e = n->next[i];
+      if (!e.active()) continue;
+      Tensor& gi = in_grads[i];
+      if (gi.defined()) {
+        NQ_CHECK(gi.shape() == e.shape && gi.dtype() == e.dtype, "backward", "op '", n->name,
+                 "' produced a gradient ", gi.brief(), " for input ", i, " of shape ", shape_str(e.shape), " ",
+                 dtype_name(e.dtype));
+        if (e.leaf) {
+          accumulate_leaf(*e.leaf, gi);
+        } else {
+          auto it = grads.find(e.fn.get());
+          if (it == grads.end()) grads.emplace(e.fn.get(), gi);
+          else it->second = add(it->second, gi);
+        }
+      }
+      if (e.fn && --deps[e.fn.get()] == 0) ready.push_back(e.fn.get());
+    }
+    if (!retain_graph) {
+      n->backward = nullptr;
+      n->released = true;
+    }
+  }
+}
+
+}  // namespace detail
+
+inline void Tensor::backward(bool retain_graph) const {
+  NQ_CHECK(numel() == 1, "backward", "implicit upstream gradient needs a scalar, got ", brief(),
+           "; pass grad_output explicitly");
+  detail::run_backward(*this, ones(shape(), dtype()), retain_graph);
+}
+
+inline void Tensor::backward(const Tensor& grad_output, bool retain_graph) const {
+  detail::run_backward(*this, grad_output, retain_graph);
+}
+
+inline void Tensor::zero_grad(bool set_to_none) {
+  if (!impl_ || !impl_->meta || !impl_->meta->grad) return;
+  if (set_to_none) {
+    impl_->meta->grad.reset();
+    return;
+  }
+  NoGradGuard ng;
+  Tensor(impl_->meta->grad).zero_();
+}
+
+inline void Tensor::retain_grad() {
+  NQ_CHECK(requires_grad(), "retain_grad", "tensor ", brief(), " does not require grad");
+  if (grad_fn()) grad_fn()->retained = impl_->meta;
+}
+
+}  // namespace nq

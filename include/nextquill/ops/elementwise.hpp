@@ -1,0 +1,280 @@
+#pragma once
+// Element-wise ops. Each op is its forward kernel (a lambda over one element)
+// plus its backward right below it. Binary ops broadcast; their backward
+// sums the gradient back to each input's shape (sum_to).
+#include <cmath>
+
+#include "../autograd/node.hpp"
+#include "../cpu/map.hpp"
+#include "factory.hpp"
+
+namespace nq {
+
+namespace detail {
+
+// out = f(x) for a float tensor (f is generic over float/double).
+template <typename F>
+Tensor map1(const Tensor& x, const char* op, F f) {
+  return visit_float(x.dtype(), op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    return cpu::map_n<T, 1>({x}, op, [&](T a) { return static_cast<T>(f(a)); });
+  });
+}
+template <typename F>
+Tensor map2(const Tensor& a, const Tensor& b, const char* op, F f) {
+  return visit_float(a.dtype(), op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    return cpu::map_n<T, 2>({a, b}, op, [&](T x, T y) { return static_cast<T>(f(x, y)); });
+  });
+}
+template <typename F>
+Tensor map3(const Tensor& a, const Tensor& b, const Tensor& c, const char* op, F f) {
+  return visit_float(a.dtype(), op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    return cpu::map_n<T, 3>({a, b, c}, op, [&](T x, T y, T z) { return static_cast<T>(f(x, y, z)); });
+  });
+}
+
+// A unary op y = fwd(x) with dy/dx computed element-wise by dfdx(x, y).
+// Saves detached x and y (a saved tensor must not own the graph it is in).
+template <typename Fwd, typename D>
+Tensor unary(const char* op, const Tensor& x, Fwd fwd, D dfdx) {
+  Tensor y = map1(x, op, fwd);
+  Tensor xs = x.detach(), ys = y.detach();
+  return record(op, y, {x}, [xs, ys, dfdx, op](const Tensor& g, const Node&) -> std::vector<Tensor> {
+    return {map3(g, xs, ys, op, [&](auto gi, auto xi, auto yi) { return gi * dfdx(xi, yi); })};
+  });
+}
+
+inline void check_same_dtype(const Tensor& a, const Tensor& b, const char* op) {
+  NQ_CHECK(a.dtype() == b.dtype(), op, "dtype mismatch: ", a.brief(), " vs ", b.brief());
+}
+
+}  // namespace detail
+
+// ---- broadcasting reduction used by every binary backward -------------------
+inline Tensor sum_to(const Tensor& x, const Shape& shape) {
+  if (x.shape() == shape) return x;
+  NQ_CHECK(shape.size() <= x.shape().size(), "sum_to", "cannot reduce ", shape_str(x.shape()), " to ",
+           shape_str(shape));
+  const size_t lead = x.shape().size() - shape.size();
+  std::vector<int64_t> dims;
+  for (size_t i = 0; i < x.shape().size(); ++i) {
+    if (i < lead) dims.push_back(static_cast<int64_t>(i));
+    else if (shape[i - lead] == 1 && x.shape()[i] != 1) dims.push_back(static_cast<int64_t>(i));
+    else NQ_CHECK(shape[i - lead] == x.shape()[i], "sum_to", "cannot reduce ", shape_str(x.shape()), " to ",
+                  shape_str(shape));
+  }
+  return sum(x, dims, true).reshape(shape);
+}
+
+// ---- binary ------------------------------------------------------------------
+inline Tensor add(const Tensor& a, const Tensor& b) {
+  Tensor out = detail::map2(a, b, "add", [](auto x, auto y) { return x + y; });
+  Shape sa = a.shape(), sb = b.shape();
+  return record("add", out, {a, b}, [sa, sb](const Tensor& g, const Node& n) -> std::vector<Tensor> {
+    return {n.needs(0) ? sum_to(g, sa) : Tensor(), n.needs(1) ? sum_to(g, sb) : Tensor()};
+  });
+}
+
+inline Tensor sub(const Tensor& a, const Tensor& b) {
+  Tensor out = detail::map2(a, b, "sub", [](auto x, auto y) { return x - y; });
+  Shape sa = a.shape(), sb = b.shape();
+  return record("sub", out, {a, b}, [sa, sb](const Tensor& g, const Node& n) -> std::vector<Tensor> {
+    return {n.needs(0) ? sum_to(g, sa) : Tensor(), n.needs(1) ? sum_to(neg(g), sb) : Tensor()};
+  });
+}
+
+inline Tensor mul(const Tensor& a, const Tensor& b) {
+  Tensor out = detail::map2(a, b, "mul", [](auto x, auto y) { return x * y; });
+  Tensor as = a.detach(), bs = b.detach();
+  return record("mul", out, {a, b}, [as, bs](const Tensor& g, const Node& n) -> std::vector<Tensor> {
+    return {n.needs(0) ? sum_to(mul(g, bs), as.shape()) : Tensor(),
+            n.needs(1) ? sum_to(mul(g, as), bs.shape()) : Tensor()};
+  });
+}
+
+inline Tensor div(const Tensor& a, const Tensor& b) {
+  Tensor out = detail::map2(a, b, "div", [](auto x, auto y) { return x / y; });
+  Tensor as = a.detach(), bs = b.detach();
+  return record("div", out, {a, b}, [as, bs](const Tensor& g, const Node& n) -> std::vector<Tensor> {
+    Tensor ga, gb;
+    if (n.needs(0)) ga = sum_to(div(g, bs), as.shape());
+    if (n.needs(1))  // d(a/b)/db = -a / b^2
+      gb = sum_to(detail::map3(g, as, bs, "div", [](auto gi, auto x, auto y) { return -gi * x / (y * y); }),
+                  bs.shape());
+    return {ga, gb};
+  });
+}
+
+inline Tensor pow(const Tensor& a, const Tensor& b) {
+  Tensor out = detail::map2(a, b, "pow", [](auto x, auto y) { return std::pow(x, y); });
+  Tensor as = a.detach(), bs = b.detach(), os = out.detach();
+  return record("pow", out, {a, b}, [as, bs, os](const Tensor& g, const Node& n) -> std::vector<Tensor> {
+    Tensor ga, gb;
+    if (n.needs(0))
+      ga = sum_to(detail::map3(g, as, bs, "pow", [](auto gi, auto x, auto y) { return gi * y * std::pow(x, y - 1); }),
+                  as.shape());
+    if (n.needs(1))  // d(a^b)/db = a^b log a (0 where a == 0, the limit used by PyTorch)
+      gb = sum_to(detail::map3(g, as, os, "pow",
+                               [](auto gi, auto x, auto o) { return x == 0 ? decltype(gi)(0) : gi * o * std::log(x); }),
+                  bs.shape());
+    return {ga, gb};
+  });
+}
+
+// Ties send the gradient to `a` (maximum) / `a` (minimum).
+inline Tensor maximum(const Tensor& a, const Tensor& b) {
+  Tensor out = detail::map2(a, b, "maximum", [](auto x, auto y) { return x >= y ? x : y; });
+  Tensor as = a.detach(), bs = b.detach();
+  return record("maximum", out, {a, b}, [as, bs](const Tensor& g, const Node& n) -> std::vector<Tensor> {
+    Tensor ga, gb;
+    if (n.needs(0))
+      ga = sum_to(detail::map3(g, as, bs, "maximum", [](auto gi, auto x, auto y) { return x >= y ? gi : 0; }),
+                  as.shape());
+    if (n.needs(1))
+      gb = sum_to(detail::map3(g, as, bs, "maximum", [](auto gi, auto x, auto y) { return x >= y ? 0 : gi; }),
+                  bs.shape());
+    return {ga, gb};
+  });
+}
+inline Tensor minimum(const Tensor& a, const Tensor& b) {
+  Tensor out = detail::map2(a, b, "minimum", [](auto x, auto y) { return x <= y ? x : y; });
+  Tensor as = a.detach(), bs = b.detach();
+  return record("minimum", out, {a, b}, [as, bs](const Tensor& g, const Node& n) -> std::vector<Tensor> {
+    Tensor ga, gb;
+    if (n.needs(0))
+      ga = sum_to(detail::map3(g, as, bs, "minimum", [](auto gi, auto x, auto y) { return x <= y ? gi : 0; }),
+                  as.shape());
+    if (n.needs(1))
+      gb = sum_to(detail::map3(g, as, bs, "minimum", [](auto gi, auto x, auto y) { return x <= y ? 0 : gi; }),
+                  bs.shape());
+    return {ga, gb};
+  });
+}
+
+inline Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  Tensor c = cond.dtype() == a.dtype() ? cond : cond.to(a.dtype());
+  Tensor out = detail::map3(c, a, b, "where", [](auto ci, auto x, auto y) { return ci != 0 ? x : y; });
+  Tensor cs = c.detach();
+  Shape sa = a.shape(), sb = b.shape();
+  return record("where", out, {a, b}, [cs, sa, sb](const Tensor& g, const Node& n) -> std::vector<Tensor> {
+    Tensor ga, gb;
+    if (n.needs(0)) ga = sum_to(detail::map2(g, cs, "where", [](auto gi, auto ci) { return ci != 0 ? gi : 0; }), sa);
+    if (n.needs(1)) gb = sum_to(detail::map2(g, cs, "where", [](auto gi, auto ci) { return ci != 0 ? 0 : gi; }), sb);
+    return {ga, gb};
+  });
+}
+
+// ---- with a scalar -------------------------------------------------------------
+inline Tensor add(const Tensor& a, double s) {
+  return detail::unary("add_scalar", a, [s](auto x) { return x + static_cast<decltype(x)>(s); },
+                       [](auto, auto) { return 1; });
+}
+inline Tensor mul(const Tensor& a, double s) {
+  return detail::unary("mul_scalar", a, [s](auto x) { return x * static_cast<decltype(x)>(s); },
+                       [s](auto x, auto) { return static_cast<decltype(x)>(s); });
+}
+inline Tensor rsub(double s, const Tensor& a) {
+  return detail::unary("rsub_scalar", a, [s](auto x) { return static_cast<decltype(x)>(s) - x; },
+                       [](auto, auto) { return -1; });
+}
+inline Tensor rdiv(double s, const Tensor& a) {
+  return detail::unary("rdiv_scalar", a, [s](auto x) { return static_cast<decltype(x)>(s) / x; },
+                       [](auto x, auto y) { return -y / x; });
+}
+inline Tensor pow(const Tensor& a, double e) {
+  return detail::unary("pow_scalar", a, [e](auto x) { return std::pow(x, static_cast<decltype(x)>(e)); },
+                       [e](auto x, auto) {
+                         using T = decltype(x);
+                         return e == 0 ? T(0) : static_cast<T>(e) * std::pow(x, static_cast<T>(e - 1));
+                       });
+}
+
+// ---- unary ------------------------------------------------------------------
+inline Tensor neg(const Tensor& x) {
+  return detail::unary("neg", x, [](auto v) { return -v; }, [](auto, auto) { return -1; });
+}
+inline Tensor exp(const Tensor& x) {
+  return detail::unary("exp", x, [](auto v) { return std::exp(v); }, [](auto, auto y) { return y; });
+}
+inline Tensor log(const Tensor& x) {
+  return detail::unary("log", x, [](auto v) { return std::log(v); }, [](auto v, auto) { return 1 / v; });
+}
+inline Tensor sqrt(const Tensor& x) {
+  return detail::unary("sqrt", x, [](auto v) { return std::sqrt(v); }, [](auto, auto y) { return 1 / (2 * y); });
+}
+inline Tensor rsqrt(const Tensor& x) {
+  return detail::unary("rsqrt", x, [](auto v) { return 1 / std::sqrt(v); },
+                       [](auto, auto y) { return -y * y * y / 2; });
+}
+inline Tensor abs(const Tensor& x) {
+  return detail::unary("abs", x, [](auto v) { return std::abs(v); },
+                       [](auto v, auto) { return static_cast<decltype(v)>((v > 0) - (v < 0)); });
+}
+inline Tensor square(const Tensor& x) {
+  return detail::unary("square", x, [](auto v) { return v * v; }, [](auto v, auto) { return 2 * v; });
+}
+inline Tensor tanh(const Tensor& x) {
+  return detail::unary("tanh", x, [](auto v) { return std::tanh(v); }, [](auto, auto y) { return 1 - y * y; });
+}
+inline Tensor sigmoid(const Tensor& x) {
+  // Two branches keep exp() from overflowing for large |v|.
+  return detail::unary(
+      "sigmoid", x,
+      [](auto v) {
+        using T = decltype(v);
+        if (v >= 0) return T(1) / (T(1) + std::exp(-v));
+        T e = std::exp(v);
+        return e / (T(1) + e);
+      },
+      [](auto, auto y) { return y * (1 - y); });
+}
+inline Tensor relu(const Tensor& x) {
+  return detail::unary("relu", x, [](auto v) { return v > 0 ? v : decltype(v)(0); },
+                       [](auto v, auto) { return static_cast<decltype(v)>(v > 0); });
+}
+inline Tensor silu(const Tensor& x) {
+  return detail::unary(
+      "silu", x, [](auto v) { return v / (1 + std::exp(-v)); },
+      [](auto v, auto) {
+        auto s = 1 / (1 + std::exp(-v));
+        return s * (1 + v * (1 - s));
+      });
+}
+
+inline Tensor gelu(const Tensor& x, GeluApprox approx) {
+  if (approx == GeluApprox::Tanh) {
+    // 0.5 x (1 + tanh(k (x + 0.044715 x^3))), k = sqrt(2/pi)
+    return detail::unary(
+        "gelu_tanh", x,
+        [](auto v) {
+          using T = decltype(v);
+          const T k = T(0.7978845608028654);
+          return T(0.5) * v * (T(1) + std::tanh(k * (v + T(0.044715) * v * v * v)));
+        },
+        [](auto v, auto) {
+          using T = decltype(v);
+          const T k = T(0.7978845608028654);
+          T u = k * (v + T(0.044715) * v * v * v);
+          T th = std::tanh(u);
+          T du = k * (T(1) + T(3 * 0.044715) * v * v);
+          return T(0.5) * (T(1) + th) + T(0.5) * v * (T(1) - th * th) * du;
+        });
+  }
+  // x Phi(x) with Phi the normal CDF.
+  return detail::unary(
+      "gelu", x,
+      [](auto v) {
+        using T = decltype(v);
+        return T(0.5) * v * (T(1) + std::erf(v * T(0.7071067811865476)));
+      },
+      [](auto v, auto) {
+        using T = decltype(v);
+        T cdf = T(0.5) * (T(1) + std::erf(v * T(0.7071067811865476)));
+        T pdf = T(0.3989422804014327) * std::exp(T(-0.5) * v * v);
+        return cdf + v * pdf;
+      });
+}
+
+}  // namespace nq
