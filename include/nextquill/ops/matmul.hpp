@@ -73,6 +73,7 @@ inline Tensor matmul(const Tensor& a, const Tensor& b) {
   NQ_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul", "both operands need at least 1 dim, got ",
            shape_str(a.shape()), " @ ", shape_str(b.shape()));
   // numpy's rules for vectors: promote, multiply, drop the added dim.
+  if (a.dim() == 1 && b.dim() == 1) return matmul(a.unsqueeze(0), b.unsqueeze(1)).reshape({});
   if (a.dim() == 1) return matmul(a.unsqueeze(0), b).squeeze(-2);
   if (b.dim() == 1) return matmul(a, b.unsqueeze(1)).squeeze(-1);
   Tensor out = detail::matmul_kernel(a, b);

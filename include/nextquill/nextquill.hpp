@@ -1,0 +1,37 @@
+#pragma once
+// nextquill: the single entry header.
+//
+//   #include <nextquill/nextquill.hpp>
+//   nq::Tensor w = nq::randn({3, 2}).requires_grad_();
+//   nq::Tensor loss = nq::matmul(x, w).square().mean();
+//   loss.backward();
+#include "config.hpp"
+#include "version.hpp"
+
+#include "core/dtype.hpp"
+#include "core/error.hpp"
+#include "core/generator.hpp"
+#include "core/shape.hpp"
+#include "core/storage.hpp"
+#include "core/tensor.hpp"
+
+#include "autograd/grad_mode.hpp"
+#include "autograd/node.hpp"
+
+#include "ops/api.hpp"
+#include "ops/data.hpp"
+#include "ops/factory.hpp"
+#include "ops/elementwise.hpp"
+#include "ops/view.hpp"
+#include "ops/reduce.hpp"
+#include "ops/matmul.hpp"
+#include "ops/join.hpp"
+#include "ops/softmax.hpp"
+#include "ops/norm.hpp"
+#include "ops/embedding.hpp"
+#include "ops/dropout.hpp"
+#include "ops/attention.hpp"
+#include "ops/loss.hpp"
+
+#include "autograd/engine.hpp"
+#include "core/print.hpp"

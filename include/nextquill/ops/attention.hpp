@@ -1,0 +1,243 @@
+#pragma once
+// scaled_dot_product_attention: softmax(scale * Q K^T + mask) V, fused.
+//
+// Work is split over the B*H (batch, head) pairs; each pair holds one (T,S)
+// score tile at a time (a per-thread buffer, reused across calls), never a
+// (B,H,T,S) tensor. The backward closure recomputes the tile from the saved
+// per-row log-sum-exp L, so besides the inputs (kept as views, or as
+// contiguous copies when BLAS cannot read their layout) the graph saves only
+// O(B*H*T) values plus a (B,S) mask. Queries with no visible key output 0,
+// have L = -inf and get/give zero gradient.
+//
+// Inside the parallel region each GEMM runs on one thread (OpenBLAS is the
+// OpenMP build and does not nest), which is the intent: the pairs are the
+// parallel work.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <vector>
+
+#include "../cpu/gemm.hpp"
+#include "../cpu/parallel.hpp"
+#include "matmul.hpp"
+
+namespace nq {
+
+namespace detail {
+
+// Per-thread scratch tiles (slot 0: scores/probabilities, slot 1: dP/dS).
+// Grown on demand and kept for the thread's lifetime. resize may throw, so
+// callers catch inside the parallel region.
+template <typename T>
+T* attention_scratch(int slot, size_t n) {
+  thread_local std::vector<T> buf[2];
+  if (buf[slot].size() < n) buf[slot].resize(n);
+  return buf[slot].data();
+}
+
+// A (B,H,R,C) operand read per (b,h) as a row-major (R,C) matrix with leading
+// dimension ld; the batch and head dims may have any stride (expand, or the
+// (B,T,H,D)->(B,H,T,D) transpose of a fused qkv projection).
+inline Tensor attention_operand(const Tensor& t) {
+  Tensor d = t.detach();
+  const bool unit_cols = d.stride(3) == 1 || d.size(3) == 1;
+  const bool rows_ok = d.size(2) <= 1 || d.stride(2) >= d.size(3);
+  const bool nonneg = d.stride(0) >= 0 && d.stride(1) >= 0;
+  return unit_cols && rows_ok && nonneg ? d : d.contiguous();
+}
+
+template <typename T>
+struct AttnMat {
+  const T* base;
+  int64_t sb, sh, ld;
+  explicit AttnMat(const Tensor& t)
+      : base(t.data_ptr<T>()), sb(t.stride(0)), sh(t.stride(1)), ld(t.stride(2)) {}
+  cpu::MatRef<T> at(int64_t b, int64_t h, bool trans = false) const {
+    return {base + b * sb + h * sh, ld, trans};
+  }
+};
+
+// Shapes and options shared by forward and backward.
+struct AttnGeom {
+  int64_t B, H, T, S, D, Dv;
+  double scale;
+  bool causal;
+  std::shared_ptr<const std::vector<unsigned char>> keep;  // (B,S) or null = all keys real
+  // Keys j < visible_end(i) are causally visible to query i.
+  int64_t visible_end(int64_t i) const {
+    if (!causal) return S;
+    return std::clamp<int64_t>(i + S - T + 1, 0, S);
+  }
+};
+
+// Fills P (T,S) with scale * Q K^T for pair (b,h).
+template <typename T>
+void attention_scores(const AttnGeom& g, const AttnMat<T>& q, const AttnMat<T>& k, int64_t b, int64_t h,
+                      T* P) {
+  cpu::gemm<T>(g.T, g.S, g.D, static_cast<T>(g.scale), q.at(b, h), k.at(b, h, true), T(0), P, g.S);
+}
+
+// Gradients of q, k, v (undefined where not needed) for upstream `grad`.
+inline std::vector<Tensor> attention_backward(const AttnGeom& g, const Tensor& qs, const Tensor& ks,
+                                              const Tensor& vs, const Tensor& lse, const Tensor& grad,
+                                              bool need_q, bool need_k, bool need_v) {
+  const DType dt = qs.dtype();
+  Tensor dO = attention_operand(grad);
+  Tensor dq, dk, dv;
+  if (need_q) dq = zeros({g.B, g.H, g.T, g.D}, dt);
+  if (need_k) dk = zeros({g.B, g.H, g.S, g.D}, dt);
+  if (need_v) dv = zeros({g.B, g.H, g.S, g.Dv}, dt);
+  std::atomic<bool> failed{false};
+  visit_float(dt, "scaled_dot_product_attention", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const AttnMat<T> Q(qs), K(ks), V(vs), GO(dO);
+    const T* L = lse.data_ptr<T>();
+    T* dQ = need_q ? dq.data_ptr<T>() : nullptr;
+    T* dK = need_k ? dk.data_ptr<T>() : nullptr;
+    T* dV = need_v ? dv.data_ptr<T>() : nullptr;
+    const T sc = static_cast<T>(g.scale);
+    cpu::parallel_items(g.B * g.H, [&](int64_t bh) {
+      try {
+        const int64_t b = bh / g.H, h = bh % g.H;
+        const size_t tile = static_cast<size_t>(g.T * g.S);
+        T* P = attention_scratch<T>(0, tile);
+        attention_scores(g, Q, K, b, h, P);
+        const unsigned char* keep = g.keep ? g.keep->data() + b * g.S : nullptr;
+        const T* Lr = L + bh * g.T;
+        // P = exp(S - L) on visible keys; 0 on masked keys and empty rows (L = -inf).
+        for (int64_t i = 0; i < g.T; ++i) {
+          T* row = P + i * g.S;
+          const int64_t end = std::isinf(Lr[i]) && Lr[i] < 0 ? 0 : g.visible_end(i);
+          for (int64_t j = 0; j < g.S; ++j)
+            row[j] = j < end && (!keep || keep[j]) ? std::exp(row[j] - Lr[i]) : T(0);
+        }
+        if (need_v)  // dV = P^T dO
+          cpu::gemm<T>(g.S, g.Dv, g.T, T(1), cpu::MatRef<T>{P, g.S, true}, GO.at(b, h), T(0),
+                       dV + bh * g.S * g.Dv, g.Dv);
+        if (!need_q && !need_k) return;
+        // dP = dO V^T, then dS = P * (dP - rowsum(P * dP)) in place; rowsum(P * dP)
+        // equals rowsum(dO * O), so the output need not be saved.
+        T* dS = attention_scratch<T>(1, tile);
+        cpu::gemm<T>(g.T, g.S, g.Dv, T(1), GO.at(b, h), V.at(b, h, true), T(0), dS, g.S);
+        for (int64_t i = 0; i < g.T; ++i) {
+          const T* p = P + i * g.S;
+          T* d = dS + i * g.S;
+          double delta = 0;
+          for (int64_t j = 0; j < g.S; ++j) delta += static_cast<double>(p[j]) * d[j];
+          const T dl = static_cast<T>(delta);
+          for (int64_t j = 0; j < g.S; ++j) d[j] = p[j] * (d[j] - dl);
+        }
+        if (need_q)  // dQ = scale * dS K
+          cpu::gemm<T>(g.T, g.D, g.S, sc, cpu::MatRef<T>{dS, g.S, false}, K.at(b, h), T(0),
+                       dQ + bh * g.T * g.D, g.D);
+        if (need_k)  // dK = scale * dS^T Q
+          cpu::gemm<T>(g.S, g.D, g.T, sc, cpu::MatRef<T>{dS, g.S, true}, Q.at(b, h), T(0),
+                       dK + bh * g.S * g.D, g.D);
+      } catch (...) {
+        failed = true;
+      }
+    });
+  });
+  NQ_CHECK(!failed, "scaled_dot_product_attention", "could not allocate a (T,S) = [", g.T, ",", g.S,
+           "] score tile in backward");
+  return {dq, dk, dv};
+}
+
+}  // namespace detail
+
+inline Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                           const AttentionOptions& opts) {
+  constexpr const char* op = "scaled_dot_product_attention";
+  NQ_CHECK(q.defined() && k.defined() && v.defined(), op, "q, k and v must be defined");
+  NQ_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, op,
+           "expected q (B,H,T,D), k (B,H,S,D), v (B,H,S,Dv), got q ", shape_str(q.shape()), ", k ",
+           shape_str(k.shape()), ", v ", shape_str(v.shape()));
+  NQ_CHECK(q.size(0) == k.size(0) && q.size(0) == v.size(0) && q.size(1) == k.size(1) &&
+               q.size(1) == v.size(1) && k.size(2) == v.size(2) && q.size(3) == k.size(3),
+           op, "shapes do not match: q ", shape_str(q.shape()), " (B,H,T,D), k ", shape_str(k.shape()),
+           " (B,H,S,D), v ", shape_str(v.shape()), " (B,H,S,Dv)");
+  NQ_CHECK(q.dtype() == k.dtype() && q.dtype() == v.dtype(), op, "dtype mismatch: q ", q.brief(), ", k ",
+           k.brief(), ", v ", v.brief());
+
+  detail::AttnGeom g;
+  g.B = q.size(0), g.H = q.size(1), g.T = q.size(2), g.S = k.size(2), g.D = q.size(3), g.Dv = v.size(3);
+  g.scale = opts.scale ? *opts.scale : (g.D > 0 ? 1.0 / std::sqrt(static_cast<double>(g.D)) : 1.0);
+  g.causal = opts.causal;
+  if (opts.key_padding_mask.defined()) {
+    const Tensor& m = opts.key_padding_mask;
+    NQ_CHECK(m.dim() == 2 && m.size(0) == g.B && m.size(1) == g.S, op, "key_padding_mask ",
+             shape_str(m.shape()), " must be (B,S) = [", g.B, ",", g.S, "] for q ", shape_str(q.shape()),
+             ", k ", shape_str(k.shape()));
+    NQ_CHECK(m.dtype() == kInt64 || m.dtype() == kFloat32 || m.dtype() == kFloat64, op,
+             "key_padding_mask must be int64 or float, got ", m.brief());
+    std::vector<double> mv = m.to_vector<double>();
+    auto keep = std::make_shared<std::vector<unsigned char>>(mv.size());
+    for (size_t i = 0; i < mv.size(); ++i) (*keep)[i] = mv[i] != 0.0;
+    g.keep = std::move(keep);
+  }
+
+  Tensor qs = detail::attention_operand(q), ks = detail::attention_operand(k),
+         vs = detail::attention_operand(v);
+  const DType dt = q.dtype();
+  Tensor out = zeros({g.B, g.H, g.T, g.Dv}, dt);
+  Tensor lse = Tensor::empty({g.B, g.H, g.T}, dt);  // saved: O(B*H*T)
+  std::atomic<bool> failed{false};
+
+  visit_float(dt, op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const detail::AttnMat<T> Q(qs), K(ks), V(vs);
+    T* O = out.data_ptr<T>();
+    T* L = lse.data_ptr<T>();
+    cpu::parallel_items(g.B * g.H, [&](int64_t bh) {
+      try {
+        const int64_t b = bh / g.H, h = bh % g.H;
+        T* P = detail::attention_scratch<T>(0, static_cast<size_t>(g.T * g.S));
+        detail::attention_scores(g, Q, K, b, h, P);
+        const unsigned char* keep = g.keep ? g.keep->data() + b * g.S : nullptr;
+        T* Lr = L + bh * g.T;
+        for (int64_t i = 0; i < g.T; ++i) {
+          T* row = P + i * g.S;
+          const int64_t end = g.visible_end(i);
+          T mx = -std::numeric_limits<T>::infinity();
+          bool any = false;
+          for (int64_t j = 0; j < end; ++j)
+            if (!keep || keep[j]) {
+              any = true;
+              mx = std::max(mx, row[j]);
+            }
+          if (!any) {  // no visible key: output row stays 0
+            std::fill(row, row + g.S, T(0));
+            Lr[i] = -std::numeric_limits<T>::infinity();
+            continue;
+          }
+          double sum = 0;
+          for (int64_t j = 0; j < g.S; ++j) {
+            if (j < end && (!keep || keep[j])) {
+              row[j] = std::exp(row[j] - mx);
+              sum += row[j];
+            } else {
+              row[j] = T(0);
+            }
+          }
+          const T inv = static_cast<T>(1.0 / sum);
+          for (int64_t j = 0; j < end; ++j) row[j] *= inv;
+          Lr[i] = mx + static_cast<T>(std::log(sum));
+        }
+        cpu::gemm<T>(g.T, g.Dv, g.S, T(1), cpu::MatRef<T>{P, g.S, false}, V.at(b, h), T(0),
+                     O + bh * g.T * g.Dv, g.Dv);
+      } catch (...) {
+        failed = true;
+      }
+    });
+  });
+  NQ_CHECK(!failed, op, "could not allocate a (T,S) = [", g.T, ",", g.S, "] score tile");
+
+  return record(
+      op, out, {q, k, v}, [g, qs, ks, vs, lse](const Tensor& grad, const Node& n) -> std::vector<Tensor> {
+        return detail::attention_backward(g, qs, ks, vs, lse, grad, n.needs(0), n.needs(1), n.needs(2));
+      });
+}
+
+}  // namespace nq
