@@ -24,10 +24,9 @@ namespace {
 
 // 8-byte little-endian length + header + `data_size` zero bytes.
 std::vector<uint8_t> make_buffer(const std::string& header, size_t data_size, uint64_t claimed_len) {
-  std::vector<uint8_t> b(8);
+  std::vector<uint8_t> b(8 + header.size() + data_size, 0);
   for (int i = 0; i < 8; ++i) b[i] = uint8_t(claimed_len >> (8 * i));
-  b.insert(b.end(), header.begin(), header.end());
-  b.insert(b.end(), data_size, 0);
+  std::copy(header.begin(), header.end(), b.begin() + 8);
   return b;
 }
 std::vector<uint8_t> make_buffer(const std::string& header, size_t data_size) {
