@@ -73,6 +73,14 @@ void BM_nq(benchmark::State& state, GemmShape s) {
   set_flops(state, flops(s));
 }
 
+// nq::matmul with the Eigen GEMM backend selected at run time (NQ_GEMM=eigen).
+void BM_nq_eigen(benchmark::State& state, GemmShape s) {
+  const nq::GemmBackend before = nq::gemm_backend();
+  nq::set_gemm_backend(nq::GemmBackend::Eigen);
+  BM_nq(state, s);
+  nq::set_gemm_backend(before);
+}
+
 void BM_openblas(benchmark::State& state, GemmShape s) {
   Operands o = make_operands(s);
   std::vector<float> c(size_t(s.M * s.N));
@@ -171,6 +179,9 @@ int main(int argc, char** argv) {
   for (const auto& s : kShapes) {
     const std::string id = s.id;
     benchmark::RegisterBenchmark(("nq/" + id).c_str(), BM_nq, s)->Unit(benchmark::kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark(("nq_eigen/" + id).c_str(), BM_nq_eigen, s)
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
     benchmark::RegisterBenchmark(("openblas/" + id).c_str(), BM_openblas, s)
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime();
@@ -196,12 +207,7 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   std::printf("nextquill %s, threads = %d (NQ_THREADS), nq GEMM backend = %s\n", nq::version_string, threads,
-#if NEXTQUILL_WITH_BLAS
-              "cblas"
-#else
-              "Eigen kernel (NEXTQUILL_WITH_BLAS=0)"
-#endif
-  );
+              nq::gemm_backend() == nq::GemmBackend::Blas ? "cblas (NQ_GEMM=blas)" : "Eigen kernel (NQ_GEMM=eigen)");
 #ifdef OPENBLAS_VERSION
   std::printf("peer: %s, core %s\n", openblas_get_config(), openblas_get_corename());
 #endif
@@ -223,15 +229,15 @@ int main(int argc, char** argv) {
     else std::snprintf(buf, sizeof buf, "-");
     return std::string(buf);
   };
-  std::printf("\n%-25s | %10s | %10s | %10s | %11s | %11s\n", "shape", "nq GFLOP/s", "OpenBLAS", "Eigen",
-              "nq/OpenBLAS", "OB+alloc/OB");
-  std::printf("%s\n", std::string(25 + 3 * 13 + 2 * 14 + 1, '-').c_str());
+  std::printf("\n%-25s | %10s | %10s | %10s | %10s | %11s | %11s\n", "shape", "nq GFLOP/s", "nq(Eigen)",
+              "OpenBLAS", "Eigen", "nq/OpenBLAS", "OB+alloc/OB");
+  std::printf("%s\n", std::string(25 + 4 * 13 + 2 * 14 + 1, '-').c_str());
   for (const auto& s : kShapes) {
-    const double nqv = get("nq", s.id), ob = get("openblas", s.id), eg = get("eigen", s.id),
-                 oba = get("openblas_alloc", s.id);
+    const double nqv = get("nq", s.id), nqe = get("nq_eigen", s.id), ob = get("openblas", s.id),
+                 eg = get("eigen", s.id), oba = get("openblas_alloc", s.id);
     if (nqv < 0 && ob < 0 && eg < 0) continue;  // filtered out
-    std::printf("%-25s | %10s | %10s | %10s | %11s | %11s\n", s.label, cell(nqv, "%.1f").c_str(),
-                cell(ob, "%.1f").c_str(), cell(eg, "%.1f").c_str(),
+    std::printf("%-25s | %10s | %10s | %10s | %10s | %11s | %11s\n", s.label, cell(nqv, "%.1f").c_str(),
+                cell(nqe, "%.1f").c_str(), cell(ob, "%.1f").c_str(), cell(eg, "%.1f").c_str(),
                 cell(nqv > 0 && ob > 0 ? nqv / ob : -1, "%.3f").c_str(),
                 cell(oba > 0 && ob > 0 ? oba / ob : -1, "%.3f").c_str());
   }

@@ -98,6 +98,7 @@ inline std::vector<Tensor> attention_backward(const AttnGeom& g, const Tensor& q
     T* dK = need_k ? dk.data_ptr<T>() : nullptr;
     T* dV = need_v ? dv.data_ptr<T>() : nullptr;
     const T sc = static_cast<T>(g.scale);
+    (void)gemm_backend();  // resolve NQ_GEMM here: nothing may throw inside the parallel loop
     cpu::parallel_items(g.B * g.H, [&](int64_t bh) {
       try {
         const int64_t b = bh / g.H, h = bh % g.H;
@@ -190,6 +191,7 @@ inline Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, con
     const detail::AttnMat<T> Q(qs), K(ks), V(vs);
     T* O = out.data_ptr<T>();
     T* L = lse.data_ptr<T>();
+    (void)gemm_backend();  // resolve NQ_GEMM here: nothing may throw inside the parallel loop
     cpu::parallel_items(g.B * g.H, [&](int64_t bh) {
       try {
         const int64_t b = bh / g.H, h = bh % g.H;
