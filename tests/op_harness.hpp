@@ -41,20 +41,6 @@ using nq::Shape;
 
 // ---- plain index arithmetic (shared by the harness and the references) ------
 
-inline int64_t numel(const Shape& s) {
-  int64_t n = 1;
-  for (auto d : s) n *= d;
-  return n;
-}
-
-inline std::string shape_string(const Shape& s) {
-  std::ostringstream os;
-  os << '[';
-  for (size_t i = 0; i < s.size(); ++i) os << (i ? "," : "") << s[i];
-  os << ']';
-  return os.str();
-}
-
 // Row-major flat index of the multi-index `idx` in `shape`.
 inline int64_t flat_index(const Shape& shape, const std::vector<int64_t>& idx) {
   int64_t f = 0;
@@ -75,7 +61,7 @@ inline std::vector<int64_t> unflatten(const Shape& shape, int64_t f) {
 // Calls f(idx) for every multi-index of `shape`, row-major (once for rank 0).
 template <typename F>
 void for_each_index(const Shape& shape, F&& f) {
-  const int64_t n = numel(shape);
+  const int64_t n = nq::numel_of(shape);
   for (int64_t i = 0; i < n; ++i) f(unflatten(shape, i));
 }
 
@@ -319,7 +305,7 @@ inline int64_t stored_flat(const InputSpec& s, const Shape& st, std::vector<int6
 
 // The logical (row-major) values of an input given its stored values.
 inline std::vector<double> logical_values(const InputSpec& s, const Stored& st) {
-  std::vector<double> out(numel(s.shape));
+  std::vector<double> out(nq::numel_of(s.shape));
   int64_t i = 0;
   for_each_index(s.shape,
                  [&](const std::vector<int64_t>& idx) { out[i++] = st.v[stored_flat(s, st.shape, idx)]; });
@@ -344,7 +330,7 @@ inline Stored draw(const InputSpec& s, nq::Generator& g) {
     st.v = s.values;
     return st;
   }
-  const int64_t n = numel(st.shape);
+  const int64_t n = nq::numel_of(st.shape);
   st.v.resize(n);
   if (s.distinct) {  // a shuffled ladder: neighbours differ by >= 0.4 (hi-lo)/n
     std::vector<int64_t> rank(n);
@@ -495,17 +481,17 @@ inline void check_forward(const OpCase& c, const std::vector<Stored>& st, nq::DT
   RefInput actual{out.shape(), out.to_vector<double>()};
   RefOut want = c.reference_given_output ? c.reference_given_output(refs, actual) : c.reference(refs);
   if (out.shape() != want.shape) {
-    rep.fail(check, "output shape " + shape_string(out.shape()) + ", expected " + shape_string(want.shape));
+    rep.fail(check, "output shape " + nq::shape_str(out.shape()) + ", expected " + nq::shape_str(want.shape));
     return;
   }
-  if (static_cast<int64_t>(want.v.size()) != numel(want.shape)) {
+  if (static_cast<int64_t>(want.v.size()) != nq::numel_of(want.shape)) {
     rep.fail(check, "reference returned " + std::to_string(want.v.size()) + " values for shape " +
-                        shape_string(want.shape));
+                        nq::shape_str(want.shape));
     return;
   }
   for (size_t i = 0; i < want.v.size(); ++i)
     if (!within(actual.v[i], want.v[i], tol))
-      rep.fail(check, "output[" + std::to_string(i) + "] (at " + shape_string(unflatten(want.shape, i)) +
+      rep.fail(check, "output[" + std::to_string(i) + "] (at " + nq::shape_str(unflatten(want.shape, i)) +
                           "): got " + fmt(actual.v[i]) + ", expected " + fmt(want.v[i]));
 }
 
@@ -560,7 +546,7 @@ inline void check_grads(const OpCase& c, std::vector<Stored> st, nq::Generator& 
     }
     nq::Tensor gk = leaves[k].grad();
     const std::string where = "input " + std::to_string(k) + " (" + layout_name(c.inputs[k].layout) +
-                              ", stored " + shape_string(st[k].shape) + ")";
+                              ", stored " + nq::shape_str(st[k].shape) + ")";
     if (!gk.defined()) {
       // Acceptable only when the true gradient is zero.
       if (std::any_of(fd.begin(), fd.end(), [&](double v) { return !within(0.0, v, c.grad); }))
@@ -568,7 +554,7 @@ inline void check_grads(const OpCase& c, std::vector<Stored> st, nq::Generator& 
       continue;
     }
     if (gk.shape() != st[k].shape) {
-      rep.fail(check, where + ": .grad has shape " + shape_string(gk.shape()));
+      rep.fail(check, where + ": .grad has shape " + nq::shape_str(gk.shape()));
       continue;
     }
     if (gk.dtype() != nq::kFloat64)
@@ -577,7 +563,7 @@ inline void check_grads(const OpCase& c, std::vector<Stored> st, nq::Generator& 
     for (int64_t j = 0; j < n; ++j)
       if (!within(ga[j], fd[j], c.grad))
         rep.fail(check, where + ", element " + std::to_string(j) + " (at " +
-                            shape_string(unflatten(st[k].shape, j)) + "): backward " + fmt(ga[j]) +
+                            nq::shape_str(unflatten(st[k].shape, j)) + "): backward " + fmt(ga[j]) +
                             ", finite difference " + fmt(fd[j]));
   }
 }

@@ -6,28 +6,18 @@
 #include <string>
 #include <vector>
 
+#include "test_util.hpp"
+
 namespace {
 
-using V = std::vector<double>;
+using nqtest::contains;
+using nqtest::error_of;
+using nqtest::V;
+using nqtest::values;
 
 nq::Tensor leaf(const V& v, const nq::Shape& s) {
   return nq::from_vector(v, s, nq::kFloat64).requires_grad_();
 }
-
-V values(const nq::Tensor& t) { return t.to_vector<double>(); }
-
-// The nq::Error message thrown by f, or "" when nothing is thrown.
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const nq::Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 }  // namespace
 

@@ -40,7 +40,8 @@ TEST_CASE("matmul gives the same result with the BLAS and Eigen GEMM backends") 
     nq::set_gemm_backend(nq::GemmBackend::Blas);
     blas = nq::matmul(a, w.t()).to_vector<double>();
   } else {
-    CHECK_THROWS_WITH_AS(nq::set_gemm_backend(nq::GemmBackend::Blas), doctest::Contains("no BLAS"), nq::Error);
+    CHECK_THROWS_WITH_AS(nq::set_gemm_backend(nq::GemmBackend::Blas), doctest::Contains("no BLAS"),
+                         nq::Error);
   }
   nq::set_gemm_backend(before);
   REQUIRE(blas.size() == eigen.size());

@@ -45,8 +45,8 @@ double tol_for(nq::DType dt) { return dt == nq::kFloat64 ? 1e-9 : 2e-4; }
 // max |a - b| <= tol * max(1, max |b|)
 void check_close(const Tensor& got, const Tensor& want, nq::DType dt, const std::string& what) {
   REQUIRE_MESSAGE(got.defined(), what << ": no value (missing gradient?)");
-  REQUIRE_MESSAGE(got.shape() == want.shape(), what << ": shape " << nq::shape_str(got.shape()) << " vs "
-                                                    << nq::shape_str(want.shape()));
+  REQUIRE_MESSAGE(got.shape() == want.shape(),
+                  what << ": shape " << nq::shape_str(got.shape()) << " vs " << nq::shape_str(want.shape()));
   auto a = got.to_vector<double>(), b = want.to_vector<double>();
   double scale = 1, err = 0;
   size_t at = 0;
@@ -58,8 +58,8 @@ void check_close(const Tensor& got, const Tensor& want, nq::DType dt, const std:
     }
   }
   CHECK_MESSAGE(err <= tol_for(dt) * scale, what << " (" << nq::dtype_name(dt) << "): max error " << err
-                                                 << " at element " << at << " (got " << a[at] << ", want " << b[at]
-                                                 << ")");
+                                                 << " at element " << at << " (got " << a[at] << ", want "
+                                                 << b[at] << ")");
 }
 
 const nq::DType kDtypes[] = {nq::kFloat64, nq::kFloat32};
@@ -160,10 +160,11 @@ TEST_CASE("fixtures: cross_entropy with ignore_index and per-token weights match
       loss.backward(f.get("gout"));
       check_close(z.grad(), f.get("grad_logits"), dt, "cross_entropy mean grad");
     }
-    const std::pair<nq::Reduction, std::string> reductions[] = {{nq::Reduction::Sum, "sum"},
-                                                                {nq::Reduction::Mean, "mean"},
-                                                                {nq::Reduction::WeightedMean, "weighted_mean"},
-                                                                {nq::Reduction::None, "none"}};
+    const std::pair<nq::Reduction, std::string> reductions[] = {
+        {nq::Reduction::Sum, "sum"},
+        {nq::Reduction::Mean, "mean"},
+        {nq::Reduction::WeightedMean, "weighted_mean"},
+        {nq::Reduction::None, "none"}};
     for (const auto& [red, key] : reductions) {
       CAPTURE(key);
       Fixture f = load("cross_entropy_weighted", dt);
@@ -174,8 +175,10 @@ TEST_CASE("fixtures: cross_entropy with ignore_index and per-token weights match
       o.reduction = red;
       Tensor loss = nq::cross_entropy(z, f.get("targets"), o);
       check_close(loss, f.get("loss_" + key), dt, "weighted cross_entropy forward, " + key);
-      if (red == nq::Reduction::None) loss.backward(f.get("gout_none"));
-      else loss.backward();
+      if (red == nq::Reduction::None)
+        loss.backward(f.get("gout_none"));
+      else
+        loss.backward();
       check_close(z.grad(), f.get("grad_logits_" + key), dt, "weighted cross_entropy grad, " + key);
     }
   }

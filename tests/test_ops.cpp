@@ -61,7 +61,7 @@ RefOut ref_reduce(const RefInput& x, std::vector<int64_t> dims, bool keepdim, do
       oshape.push_back(x.shape[d]);
     }
   }
-  std::vector<double> acc(numel(kshape), init);
+  std::vector<double> acc(nq::numel_of(kshape), init);
   for_each_index(x.shape, [&](Idx i) {
     const double v = x.at(i);
     for (int64_t d = 0; d < r; ++d)
@@ -150,7 +150,7 @@ RefOut ref_concat(const std::vector<RefInput>& parts, int64_t dim) {
   Shape os = parts[0].shape;
   os[dim] = 0;
   for (const auto& p : parts) os[dim] += p.shape[dim];
-  RefOut o{os, std::vector<double>(numel(os))};
+  RefOut o{os, std::vector<double>(nq::numel_of(os))};
   int64_t at = 0;
   for (const auto& p : parts) {
     for_each_index(p.shape, [&](Idx i) {

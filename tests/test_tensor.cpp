@@ -6,23 +6,14 @@
 #include <string>
 #include <vector>
 
+#include "test_util.hpp"
+
 namespace {
 
-using V = std::vector<double>;
-
-V values(const nq::Tensor& t) { return t.to_vector<double>(); }
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const nq::Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+using nqtest::contains;
+using nqtest::error_of;
+using nqtest::V;
+using nqtest::values;
 
 }  // namespace
 
