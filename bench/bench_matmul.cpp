@@ -13,6 +13,7 @@
 // and OpenBLAS alike). After the run, a table of nq / OpenBLAS per shape.
 #include <benchmark/benchmark.h>
 #include <cblas.h>
+#include <unistd.h>
 
 #include <Eigen/Core>
 #include <algorithm>
@@ -21,7 +22,6 @@
 #include <map>
 #include <nextquill/nextquill.hpp>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 namespace {
@@ -122,8 +122,10 @@ void BM_eigen(benchmark::State& state, GemmShape s) {
   Mat b = Eigen::Map<const Mat>(o.b.data_ptr<float>(), s.trans_b ? s.N : s.K, s.trans_b ? s.K : s.N);
   Mat c(s.M, s.N);
   for (auto _ : state) {
-    if (s.trans_b) c.noalias() = a * b.transpose();
-    else c.noalias() = a * b;
+    if (s.trans_b)
+      c.noalias() = a * b.transpose();
+    else
+      c.noalias() = a * b;
     benchmark::DoNotOptimize(c.data());
     benchmark::ClobberMemory();
   }
@@ -178,7 +180,9 @@ int main(int argc, char** argv) {
 
   for (const auto& s : kShapes) {
     const std::string id = s.id;
-    benchmark::RegisterBenchmark(("nq/" + id).c_str(), BM_nq, s)->Unit(benchmark::kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark(("nq/" + id).c_str(), BM_nq, s)
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
     benchmark::RegisterBenchmark(("nq_eigen/" + id).c_str(), BM_nq_eigen, s)
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime();
@@ -188,7 +192,9 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark(("openblas_alloc/" + id).c_str(), BM_openblas_alloc, s)
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime();
-    benchmark::RegisterBenchmark(("eigen/" + id).c_str(), BM_eigen, s)->Unit(benchmark::kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark(("eigen/" + id).c_str(), BM_eigen, s)
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
   }
   benchmark::RegisterBenchmark((std::string("linear_fwd_bwd/") + kShapes[0].id).c_str(), BM_linear_fwd_bwd,
                                kShapes[0])
@@ -206,8 +212,9 @@ int main(int argc, char** argv) {
   }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  std::printf("nextquill %s, threads = %d (NQ_THREADS), nq GEMM backend = %s\n", nq::version_string, threads,
-              nq::gemm_backend() == nq::GemmBackend::Blas ? "cblas (NQ_GEMM=blas)" : "Eigen kernel (NQ_GEMM=eigen)");
+  std::printf(
+      "nextquill %s, threads = %d (NQ_THREADS), nq GEMM backend = %s\n", nq::version_string, threads,
+      nq::gemm_backend() == nq::GemmBackend::Blas ? "cblas (NQ_GEMM=blas)" : "Eigen kernel (NQ_GEMM=eigen)");
 #ifdef OPENBLAS_VERSION
   std::printf("peer: %s, core %s\n", openblas_get_config(), openblas_get_corename());
 #endif
@@ -225,8 +232,10 @@ int main(int argc, char** argv) {
   };
   auto cell = [](double v, const char* fmt) {
     char buf[32];
-    if (v > 0) std::snprintf(buf, sizeof buf, fmt, v);
-    else std::snprintf(buf, sizeof buf, "-");
+    if (v > 0)
+      std::snprintf(buf, sizeof buf, fmt, v);
+    else
+      std::snprintf(buf, sizeof buf, "-");
     return std::string(buf);
   };
   std::printf("\n%-25s | %10s | %10s | %10s | %10s | %11s | %11s\n", "shape", "nq GFLOP/s", "nq(Eigen)",

@@ -46,8 +46,8 @@ double attention_flops() {
 void set_attention_counters(benchmark::State& state, double flops) {
   state.counters["GFLOPS"] =
       benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
-  state.counters["tokens/s"] =
-      benchmark::Counter(double(kB * kT), benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+  state.counters["tokens/s"] = benchmark::Counter(
+      double(kB * kT), benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
 
 void BM_attention_fwd(benchmark::State& state) {
@@ -118,8 +118,8 @@ void BM_layer_norm_fwd(benchmark::State& state) {
 }
 
 void BM_layer_norm_fwd_bwd(benchmark::State& state) {
-  nq::Tensor x = nq::randn({kNormRows, kNormCols}).requires_grad_(), w = nq::randn({kNormCols}).requires_grad_(),
-             b = nq::randn({kNormCols}).requires_grad_();
+  nq::Tensor x = nq::randn({kNormRows, kNormCols}).requires_grad_(),
+             w = nq::randn({kNormCols}).requires_grad_(), b = nq::randn({kNormCols}).requires_grad_();
   nq::Tensor gy = nq::randn({kNormRows, kNormCols});
   for (auto _ : state) {
     for (auto* t : {&x, &w, &b}) t->zero_grad(true);
@@ -139,7 +139,8 @@ void BM_rms_norm_fwd(benchmark::State& state) {
 }
 
 void BM_rms_norm_fwd_bwd(benchmark::State& state) {
-  nq::Tensor x = nq::randn({kNormRows, kNormCols}).requires_grad_(), w = nq::randn({kNormCols}).requires_grad_();
+  nq::Tensor x = nq::randn({kNormRows, kNormCols}).requires_grad_(),
+             w = nq::randn({kNormCols}).requires_grad_();
   nq::Tensor gy = nq::randn({kNormRows, kNormCols});
   for (auto _ : state) {
     for (auto* t : {&x, &w}) t->zero_grad(true);
@@ -182,7 +183,12 @@ void BM_cross_entropy_fwd_bwd(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(BM_attention_fwd)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_attention_fwd_bwd)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_attention_fwd_bwd)
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_softmax_fwd)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_softmax_fwd_bwd)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_layer_norm_fwd)->Unit(benchmark::kMicrosecond)->UseRealTime();

@@ -4,14 +4,13 @@
 // sample. Until the CLI lands this is the project's "main job".
 //
 //   train_tiny [--steps N] [--threads N] [--data FILE]
-#include <nextquill/nextquill.hpp>
-
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <nextquill/nextquill.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -35,13 +34,16 @@ struct Config {
 struct Model {
   Tensor tok, pos, ln1_w, ln1_b, qkv_w, proj_w, ln2_w, ln2_b, fc_w, fc_b, out_w, lnf_w, lnf_b, head_w;
   std::vector<Tensor*> params() {
-    return {&tok, &pos, &ln1_w, &ln1_b, &qkv_w, &proj_w, &ln2_w, &ln2_b, &fc_w, &fc_b, &out_w, &lnf_w, &lnf_b, &head_w};
+    return {&tok,   &pos,  &ln1_w, &ln1_b, &qkv_w, &proj_w, &ln2_w,
+            &ln2_b, &fc_w, &fc_b,  &out_w, &lnf_w, &lnf_b,  &head_w};
   }
 };
 
 Model init_model(const Config& c, nq::Generator& g) {
   const int64_t d = c.dim, V = 256;
-  auto w = [&](nq::Shape s, double std) { return (nq::randn(s, nq::kFloat32, &g) * std).detach().requires_grad_(); };
+  auto w = [&](nq::Shape s, double std) {
+    return (nq::randn(s, nq::kFloat32, &g) * std).detach().requires_grad_();
+  };
   auto constant = [&](nq::Shape s, double v) { return nq::full(s, v).requires_grad_(); };
   Model m;
   m.tok = w({V, d}, 0.02);
@@ -60,10 +62,10 @@ Model init_model(const Config& c, nq::Generator& g) {
 // ids (B,T) int64 -> logits (B,T,256)
 Tensor forward(Model& m, const Tensor& ids, const Config& c) {
   const int64_t B = ids.size(0), T = ids.size(1), d = c.dim, H = c.heads;
-  Tensor x = nq::embedding(m.tok, ids) + m.pos.narrow(0, 0, T);                   // (B,T,d)
-  Tensor qkv = nq::linear(nq::layer_norm(x, m.ln1_w, m.ln1_b), m.qkv_w);          // (B,T,3d)
-  auto parts = nq::split(qkv.view({B, T, 3, H, d / H}), 1, 2);                    // 3 x (B,T,1,H,hd)
-  auto heads = [&](const Tensor& t) { return t.squeeze(2).transpose(1, 2); };     // (B,H,T,hd)
+  Tensor x = nq::embedding(m.tok, ids) + m.pos.narrow(0, 0, T);                // (B,T,d)
+  Tensor qkv = nq::linear(nq::layer_norm(x, m.ln1_w, m.ln1_b), m.qkv_w);       // (B,T,3d)
+  auto parts = nq::split(qkv.view({B, T, 3, H, d / H}), 1, 2);                 // 3 x (B,T,1,H,hd)
+  auto heads = [&](const Tensor& t) { return t.squeeze(2).transpose(1, 2); };  // (B,H,T,hd)
   nq::AttentionOptions ao;
   ao.causal = true;
   Tensor a = nq::scaled_dot_product_attention(heads(parts[0]), heads(parts[1]), heads(parts[2]), ao);
@@ -133,9 +135,12 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--steps") c.steps = std::stoll(next());
-    else if (a == "--threads") c.threads = std::stoi(next());
-    else if (a == "--data") c.data = next();
+    if (a == "--steps")
+      c.steps = std::stoll(next());
+    else if (a == "--threads")
+      c.threads = std::stoi(next());
+    else if (a == "--data")
+      c.data = next();
     else if (a == "--help" || a == "-h") {
       std::cout << "usage: train_tiny [--steps N] [--threads N] [--data FILE]\n";
       return 0;
@@ -164,8 +169,9 @@ int main(int argc, char** argv) {
   int64_t n_params = 0;
   for (auto* p : m.params()) n_params += p->numel();
   std::printf("nextquill %s | train_tiny: %lld params, %zu train bytes, %lld steps of %lldx%lld tokens\n",
-              nq::version_string, static_cast<long long>(n_params), train.size(), static_cast<long long>(c.steps),
-              static_cast<long long>(c.batch), static_cast<long long>(c.ctx));
+              nq::version_string, static_cast<long long>(n_params), train.size(),
+              static_cast<long long>(c.steps), static_cast<long long>(c.batch),
+              static_cast<long long>(c.ctx));
   std::printf("%6s %10s %10s %8s\n", "step", "train", "valid", "sec");
 
   // Adam state, one pair of moments per parameter.
@@ -192,7 +198,8 @@ int main(int argc, char** argv) {
         Tensor gr = ps[i]->grad();
         m1[i].copy_(m1[i] * b1 + gr * (1 - b1));
         m2[i].copy_(m2[i] * b2 + nq::square(gr) * (1 - b2));
-        double c1 = 1 - std::pow(b1, static_cast<double>(step)), c2 = 1 - std::pow(b2, static_cast<double>(step));
+        double c1 = 1 - std::pow(b1, static_cast<double>(step)),
+               c2 = 1 - std::pow(b2, static_cast<double>(step));
         ps[i]->copy_(*ps[i] - (m1[i] / c1) / (nq::sqrt(m2[i] / c2) + 1e-8) * lr);
       }
     }
@@ -208,7 +215,8 @@ int main(int argc, char** argv) {
   std::printf("\nvalidation loss (nats/byte; uniform guess = %.2f)\n", std::log(256.0));
   for (auto& [s, v] : curve) {
     int bars = static_cast<int>(v / std::log(256.0) * 50);
-    std::printf("%6lld %6.3f %s\n", static_cast<long long>(s), v, std::string(std::max(bars, 0), '#').c_str());
+    std::printf("%6lld %6.3f %s\n", static_cast<long long>(s), v,
+                std::string(std::max(bars, 0), '#').c_str());
   }
   std::printf("\nsample: %s\n", sample(m, c, "ROMEO:\n", 160, g).c_str());
   return 0;

@@ -5,9 +5,8 @@
 #define NEXTQUILL_VERSION_MINOR 1
 #define NEXTQUILL_VERSION_PATCH 0
 
-#define NEXTQUILL_VERSION                                                    \
-  (NEXTQUILL_VERSION_MAJOR * 10000 + NEXTQUILL_VERSION_MINOR * 100 +         \
-   NEXTQUILL_VERSION_PATCH)
+#define NEXTQUILL_VERSION \
+  (NEXTQUILL_VERSION_MAJOR * 10000 + NEXTQUILL_VERSION_MINOR * 100 + NEXTQUILL_VERSION_PATCH)
 
 namespace nq {
 inline constexpr const char* version_string = "0.1.0";

@@ -80,14 +80,16 @@ inline void run_backward(const Tensor& root, const Tensor& grad_out, bool retain
       Tensor& gi = in_grads[i];
       if (gi.defined()) {
         NQ_CHECK(gi.shape() == e.shape && gi.dtype() == e.dtype, "backward", "op '", n->name,
-                 "' produced a gradient ", gi.brief(), " for input ", i, " of shape ", shape_str(e.shape), " ",
-                 dtype_name(e.dtype));
+                 "' produced a gradient ", gi.brief(), " for input ", i, " of shape ", shape_str(e.shape),
+                 " ", dtype_name(e.dtype));
         if (e.leaf) {
           accumulate_leaf(*e.leaf, gi);
         } else {
           auto it = grads.find(e.fn.get());
-          if (it == grads.end()) grads.emplace(e.fn.get(), gi);
-          else it->second = add(it->second, gi);
+          if (it == grads.end())
+            grads.emplace(e.fn.get(), gi);
+          else
+            it->second = add(it->second, gi);
         }
       }
       if (e.fn && --deps[e.fn.get()] == 0) ready.push_back(e.fn.get());

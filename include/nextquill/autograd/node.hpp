@@ -44,7 +44,8 @@ inline bool any_requires_grad(std::initializer_list<const Tensor*> ts) {
 
 // Records `out = op(inputs...)` in the graph when grad mode is on and some
 // input requires grad. Returns `out` (now a non-leaf) either way.
-inline Tensor record(const char* name, Tensor out, const std::vector<Tensor>& inputs, Node::BackwardFn backward) {
+inline Tensor record(const char* name, Tensor out, const std::vector<Tensor>& inputs,
+                     Node::BackwardFn backward) {
   if (!GradMode::is_enabled()) return out;
   bool any = false;
   for (const auto& t : inputs) any = any || (t.defined() && t.requires_grad());
@@ -57,8 +58,10 @@ inline Tensor record(const char* name, Tensor out, const std::vector<Tensor>& in
     if (t.defined() && t.requires_grad()) {
       e.shape = t.shape();
       e.dtype = t.dtype();
-      if (t.grad_fn()) e.fn = t.grad_fn();
-      else e.leaf = t.meta_ptr();
+      if (t.grad_fn())
+        e.fn = t.grad_fn();
+      else
+        e.leaf = t.meta_ptr();
     }
     node->next.push_back(std::move(e));
   }

@@ -22,39 +22,50 @@ inline constexpr DType kInt64 = DType::Int64;
 
 inline const char* dtype_name(DType d) {
   switch (d) {
-    case DType::Float32: return "float32";
-    case DType::Float64: return "float64";
-    case DType::BFloat16: return "bfloat16";
-    case DType::Float16: return "float16";
-    case DType::Int64: return "int64";
+    case DType::Float32:
+      return "float32";
+    case DType::Float64:
+      return "float64";
+    case DType::BFloat16:
+      return "bfloat16";
+    case DType::Float16:
+      return "float16";
+    case DType::Int64:
+      return "int64";
   }
   return "?";
 }
 
 inline size_t element_size(DType d) {
   switch (d) {
-    case DType::Float32: return 4;
-    case DType::Float64: return 8;
+    case DType::Float32:
+      return 4;
+    case DType::Float64:
+      return 8;
     case DType::BFloat16:
-    case DType::Float16: return 2;
-    case DType::Int64: return 8;
+    case DType::Float16:
+      return 2;
+    case DType::Int64:
+      return 8;
   }
   return 0;
 }
 
 inline bool is_floating(DType d) { return d != DType::Int64; }
 
-inline std::ostream& operator<<(std::ostream& os, DType d) {
-  return os << dtype_name(d);
-}
+inline std::ostream& operator<<(std::ostream& os, DType d) { return os << dtype_name(d); }
 
 // C++ type -> DType.
 template <typename T>
 constexpr DType dtype_of() {
-  if constexpr (std::is_same_v<T, float>) return DType::Float32;
-  else if constexpr (std::is_same_v<T, double>) return DType::Float64;
-  else if constexpr (std::is_same_v<T, int64_t>) return DType::Int64;
-  else static_assert(sizeof(T) == 0, "nq: unsupported element type");
+  if constexpr (std::is_same_v<T, float>)
+    return DType::Float32;
+  else if constexpr (std::is_same_v<T, double>)
+    return DType::Float64;
+  else if constexpr (std::is_same_v<T, int64_t>)
+    return DType::Int64;
+  else
+    static_assert(sizeof(T) == 0, "nq: unsupported element type");
 }
 
 template <typename T>
@@ -67,9 +78,12 @@ struct type_tag {
 template <typename F>
 decltype(auto) visit_float(DType d, const char* op, F&& f) {
   switch (d) {
-    case DType::Float32: return f(type_tag<float>{});
-    case DType::Float64: return f(type_tag<double>{});
-    default: break;
+    case DType::Float32:
+      return f(type_tag<float>{});
+    case DType::Float64:
+      return f(type_tag<double>{});
+    default:
+      break;
   }
   fail(op, "dtype ", dtype_name(d), " is not supported on CPU (float32/float64 only)");
 }
@@ -101,9 +115,21 @@ struct TensorOptions {
   bool requires_grad = false;
   TensorOptions() = default;
   TensorOptions(DType d) : dtype(d) {}  // NOLINT(implicit)
-  TensorOptions with_dtype(DType d) const { auto o = *this; o.dtype = d; return o; }
-  TensorOptions with_device(Device d) const { auto o = *this; o.device = d; return o; }
-  TensorOptions with_requires_grad(bool r = true) const { auto o = *this; o.requires_grad = r; return o; }
+  TensorOptions with_dtype(DType d) const {
+    auto o = *this;
+    o.dtype = d;
+    return o;
+  }
+  TensorOptions with_device(Device d) const {
+    auto o = *this;
+    o.device = d;
+    return o;
+  }
+  TensorOptions with_requires_grad(bool r = true) const {
+    auto o = *this;
+    o.requires_grad = r;
+    return o;
+  }
 };
 
 }  // namespace nq

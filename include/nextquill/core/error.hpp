@@ -31,9 +31,9 @@ template <typename... Args>
 }  // namespace nq
 
 // NQ_CHECK(cond, "op", parts...) throws nq::Error when cond is false.
-#define NQ_CHECK(cond, op, ...)       \
-  do {                                \
-    if (!(cond)) {                    \
-      ::nq::fail(op, __VA_ARGS__);    \
-    }                                 \
+#define NQ_CHECK(cond, op, ...)    \
+  do {                             \
+    if (!(cond)) {                 \
+      ::nq::fail(op, __VA_ARGS__); \
+    }                              \
   } while (0)

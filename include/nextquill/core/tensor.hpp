@@ -101,8 +101,8 @@ class Tensor {
   // Pointer to element [0,...,0]; checks the element type.
   template <typename T>
   T* data_ptr() const {
-    NQ_CHECK(dtype() == dtype_of<T>(), "data_ptr", "tensor has dtype ", dtype_name(dtype()),
-             ", requested ", dtype_name(dtype_of<T>()));
+    NQ_CHECK(dtype() == dtype_of<T>(), "data_ptr", "tensor has dtype ", dtype_name(dtype()), ", requested ",
+             dtype_name(dtype_of<T>()));
     return static_cast<T*>(storage()->data()) + offset();
   }
   void* raw_data_ptr() const {
@@ -115,7 +115,8 @@ class Tensor {
   Tensor& set_requires_grad(bool on = true) {
     NQ_CHECK(!on || is_floating(dtype()), "requires_grad", "only floating tensors can require grad, got ",
              dtype_name(dtype()));
-    NQ_CHECK(is_leaf() || on, "requires_grad", "cannot clear requires_grad on a non-leaf tensor; use detach()");
+    NQ_CHECK(is_leaf() || on, "requires_grad",
+             "cannot clear requires_grad on a non-leaf tensor; use detach()");
     meta().requires_grad = on;
     return *this;
   }

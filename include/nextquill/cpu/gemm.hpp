@@ -26,7 +26,8 @@ inline GemmBackend& gemm_backend_ref() {
     const char* env = std::getenv("NQ_GEMM");
     if (env && std::strcmp(env, "eigen") == 0) return GemmBackend::Eigen;
     if (env && std::strcmp(env, "blas") == 0) {
-      NQ_CHECK(NEXTQUILL_WITH_BLAS, "gemm", "NQ_GEMM=blas but this build has no BLAS (NEXTQUILL_WITH_BLAS=0)");
+      NQ_CHECK(NEXTQUILL_WITH_BLAS, "gemm",
+               "NQ_GEMM=blas but this build has no BLAS (NEXTQUILL_WITH_BLAS=0)");
       return GemmBackend::Blas;
     }
     NQ_CHECK(!env || !*env, "gemm", "NQ_GEMM='", env, "' is not one of: blas, eigen");
@@ -56,7 +57,8 @@ struct MatRef {
 
 #if NEXTQUILL_WITH_BLAS
 template <typename T>
-void gemm_blas(int64_t M, int64_t N, int64_t K, T alpha, MatRef<T> A, MatRef<T> B, T beta, T* C, int64_t ldc) {
+void gemm_blas(int64_t M, int64_t N, int64_t K, T alpha, MatRef<T> A, MatRef<T> B, T beta, T* C,
+               int64_t ldc) {
   auto ta = A.trans ? CblasTrans : CblasNoTrans;
   auto tb = B.trans ? CblasTrans : CblasNoTrans;
   // BLAS requires ld >= max(1, cols of the stored matrix).
@@ -64,9 +66,11 @@ void gemm_blas(int64_t M, int64_t N, int64_t K, T alpha, MatRef<T> A, MatRef<T> 
   const int lda = fix(A.ld, A.trans ? M : K), ldb = fix(B.ld, B.trans ? K : N);
   const int m = static_cast<int>(M), n = static_cast<int>(N), k = static_cast<int>(K);
   if constexpr (std::is_same_v<T, float>)
-    cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, A.data, lda, B.data, ldb, beta, C, static_cast<int>(ldc));
+    cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, A.data, lda, B.data, ldb, beta, C,
+                static_cast<int>(ldc));
   else
-    cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, A.data, lda, B.data, ldb, beta, C, static_cast<int>(ldc));
+    cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, A.data, lda, B.data, ldb, beta, C,
+                static_cast<int>(ldc));
 }
 #endif
 
@@ -80,7 +84,8 @@ void gemm_eigen_rows(int64_t M, int64_t N, int64_t K, T alpha, MatRef<T> A, MatR
   using CMap = Eigen::Map<const Mat, 0, Stride>;
   Eigen::Map<Mat, 0, Stride> c(C, M, N, Stride(ldc));
   auto run = [&](const auto& a, const auto& b) {
-    if (beta == T(0)) c.noalias() = alpha * (a * b);
+    if (beta == T(0))
+      c.noalias() = alpha * (a * b);
     else {
       if (beta != T(1)) c *= beta;
       c.noalias() += alpha * (a * b);
@@ -88,14 +93,19 @@ void gemm_eigen_rows(int64_t M, int64_t N, int64_t K, T alpha, MatRef<T> A, MatR
   };
   CMap a(A.data, A.trans ? K : M, A.trans ? M : K, Stride(std::max<int64_t>(A.ld, 1)));
   CMap b(B.data, B.trans ? N : K, B.trans ? K : N, Stride(std::max<int64_t>(B.ld, 1)));
-  if (A.trans && B.trans) run(a.transpose(), b.transpose());
-  else if (A.trans) run(a.transpose(), b);
-  else if (B.trans) run(a, b.transpose());
-  else run(a, b);
+  if (A.trans && B.trans)
+    run(a.transpose(), b.transpose());
+  else if (A.trans)
+    run(a.transpose(), b);
+  else if (B.trans)
+    run(a, b.transpose());
+  else
+    run(a, b);
 }
 
 template <typename T>
-void gemm_eigen(int64_t M, int64_t N, int64_t K, T alpha, MatRef<T> A, MatRef<T> B, T beta, T* C, int64_t ldc) {
+void gemm_eigen(int64_t M, int64_t N, int64_t K, T alpha, MatRef<T> A, MatRef<T> B, T beta, T* C,
+                int64_t ldc) {
   // Row blocks of at least 64 rows and ~4 MFLOP, so small products stay serial.
   const int64_t grain = std::max<int64_t>(64, (int64_t(1) << 22) / std::max<int64_t>(1, N * K));
   parallel_for(0, M, grain, [&](int64_t m0, int64_t m1) {

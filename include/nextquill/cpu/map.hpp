@@ -39,7 +39,8 @@ Tensor map_n(const std::array<Tensor, N>& in, const char* op, F&& f) {
       } else {
         for (int64_t i = 0; i < n; ++i) dst[o[0] + i * s[0]] = f(src[K][o[K + 1] + i * s[K + 1]]...);
       }
-    }(std::make_index_sequence<N>{});
+    }
+    (std::make_index_sequence<N>{});
   };
   if (loop.shape.size() == 1) {
     // One run: split it in chunks across threads.

@@ -45,7 +45,7 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, F&& f) {
   int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
   int64_t chunks = std::min<int64_t>(threads, (n + grain - 1) / std::max<int64_t>(grain, 1));
   if (chunks > 1) {
-#pragma omp parallel for num_threads(static_cast<int>(chunks)) schedule(static)
+#pragma omp parallel for num_threads(static_cast <int>(chunks)) schedule(static)
     for (int64_t c = 0; c < chunks; ++c) {
       int64_t b = begin + n * c / chunks, e = begin + n * (c + 1) / chunks;
       f(b, e);

@@ -14,8 +14,8 @@ namespace nq::cpu {
 
 template <size_t N>
 struct StridedLoop {
-  Shape shape;                       // coalesced
-  std::array<Strides, N> strides;    // coalesced, per operand
+  Shape shape;                     // coalesced
+  std::array<Strides, N> strides;  // coalesced, per operand
 
   StridedLoop(const Shape& s, const std::array<Strides, N>& st) {
     // Drop size-1 dims, then merge dim i into i+1 when every operand steps

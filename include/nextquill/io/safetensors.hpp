@@ -13,11 +13,10 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "nextquill/core/error.hpp"
 
@@ -30,13 +29,12 @@
 namespace nq::io {
 
 // Raw bytes are reinterpreted in place, so only little-endian hosts work.
-static_assert(std::endian::native == std::endian::little,
-              "nq::io::safetensors assumes a little-endian host");
+static_assert(std::endian::native == std::endian::little, "nq::io::safetensors assumes a little-endian host");
 
 struct RawTensor {
-  std::string dtype;            // "F64", "F32", "F16", "BF16", "I64", ...
-  std::vector<int64_t> shape;   // [] is a scalar
-  std::vector<uint8_t> bytes;   // little-endian, row-major
+  std::string dtype;           // "F64", "F32", "F16", "BF16", "I64", ...
+  std::vector<int64_t> shape;  // [] is a scalar
+  std::vector<uint8_t> bytes;  // little-endian, row-major
 };
 
 struct SafetensorsFile {
@@ -50,9 +48,8 @@ struct SafetensorsFile {
 // Element size in bytes, or 0 for an unknown dtype.
 inline size_t dtype_size(const std::string& dtype) {
   static const std::map<std::string, size_t> sizes = {
-      {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1},
-      {"I16", 2},  {"U16", 2}, {"F16", 2}, {"BF16", 2},    {"I32", 4},
-      {"U32", 4},  {"F32", 4}, {"I64", 8}, {"U64", 8},     {"F64", 8}};
+      {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1}, {"I16", 2}, {"U16", 2}, {"F16", 2},
+      {"BF16", 2}, {"I32", 4}, {"U32", 4}, {"F32", 4},     {"I64", 8},     {"U64", 8}, {"F64", 8}};
   auto it = sizes.find(dtype);
   return it == sizes.end() ? 0 : it->second;
 }
@@ -124,12 +121,17 @@ inline Entry parse_entry(const std::string& name, const ojson& v, uint64_t data_
   for (size_t i = 0; i < sh.size(); ++i) {
     uint64_t d = nonneg_int(sh[i], file, t + ": shape[" + std::to_string(i) + "]");
     e.info.shape.push_back(int64_t(d));
-    if (d == 0) zero = true;
-    else if (nbytes > std::numeric_limits<uint64_t>::max() / d) overflow = true;
-    else nbytes *= d;
+    if (d == 0)
+      zero = true;
+    else if (nbytes > std::numeric_limits<uint64_t>::max() / d)
+      overflow = true;
+    else
+      nbytes *= d;
   }
-  if (zero) nbytes = 0;
-  else if (overflow) fail("safetensors", file, ": ", t, ": shape ", sh.dump(), " overflows the byte count");
+  if (zero)
+    nbytes = 0;
+  else if (overflow)
+    fail("safetensors", file, ": ", t, ": shape ", sh.dump(), " overflows the byte count");
   const ojson& off = v["data_offsets"];
   if (!off.is_array() || off.size() != 2)
     fail("safetensors", file, ": ", t, ": 'data_offsets' must be an array of 2 integers");
@@ -150,8 +152,10 @@ inline Header parse_header(const uint8_t* p, uint64_t n, uint64_t data_size, con
   std::vector<std::set<std::string>> seen;
   std::string dup;
   ojson::parser_callback_t cb = [&](int, ojson::parse_event_t ev, ojson& parsed) {
-    if (ev == ojson::parse_event_t::object_start) seen.emplace_back();
-    else if (ev == ojson::parse_event_t::object_end) seen.pop_back();
+    if (ev == ojson::parse_event_t::object_start)
+      seen.emplace_back();
+    else if (ev == ojson::parse_event_t::object_end)
+      seen.pop_back();
     else if (ev == ojson::parse_event_t::key && !seen.back().insert(parsed.get<std::string>()).second &&
              dup.empty())
       dup = parsed.get<std::string>();
@@ -171,7 +175,8 @@ inline Header parse_header(const uint8_t* p, uint64_t n, uint64_t data_size, con
       if (!v.is_object()) fail("safetensors", file, ": __metadata__ must be an object, got ", v.type_name());
       for (auto& [mk, mv] : v.items()) {
         if (!mv.is_string())
-          fail("safetensors", file, ": __metadata__ value for '", mk, "' must be a string, got ", mv.type_name());
+          fail("safetensors", file, ": __metadata__ value for '", mk, "' must be a string, got ",
+               mv.type_name());
         h.metadata[mk] = mv.get<std::string>();
       }
       continue;
@@ -185,13 +190,16 @@ inline Header parse_header(const uint8_t* p, uint64_t n, uint64_t data_size, con
   uint64_t pos = 0;
   for (const Entry& e : h.entries) {
     if (e.begin < pos)
-      fail("safetensors", file, ": tensor '", e.name, "' [", e.begin, ", ", e.end, ") overlaps the previous tensor");
+      fail("safetensors", file, ": tensor '", e.name, "' [", e.begin, ", ", e.end,
+           ") overlaps the previous tensor");
     if (e.begin > pos)
-      fail("safetensors", file, ": gap in data region before tensor '", e.name, "' (bytes ", pos, "..", e.begin, ")");
+      fail("safetensors", file, ": gap in data region before tensor '", e.name, "' (bytes ", pos, "..",
+           e.begin, ")");
     pos = e.end;
   }
   if (pos != data_size)
-    fail("safetensors", file, ": data region has ", data_size - pos, " unused trailing bytes after byte ", pos);
+    fail("safetensors", file, ": data region has ", data_size - pos, " unused trailing bytes after byte ",
+         pos);
   return h;
 }
 
@@ -217,7 +225,8 @@ inline uint64_t checked_nbytes(const std::string& name, const RawTensor& t, cons
     n *= uint64_t(d);
   }
   if (n != t.bytes.size())
-    fail("safetensors", file, ": tensor '", name, "': has ", t.bytes.size(), " bytes, shape and dtype need ", n);
+    fail("safetensors", file, ": tensor '", name, "': has ", t.bytes.size(), " bytes, shape and dtype need ",
+         n);
   return n;
 }
 
@@ -227,7 +236,8 @@ inline std::string build_header(const SafetensorsFile& f, const std::string& fil
   if (!f.metadata.empty()) j["__metadata__"] = f.metadata;
   uint64_t off = 0;
   for (const auto& [name, t] : f.tensors) {  // std::map: sorted by name
-    if (name.empty() || name == "__metadata__") fail("safetensors", file, ": invalid tensor name '", name, "'");
+    if (name.empty() || name == "__metadata__")
+      fail("safetensors", file, ": invalid tensor name '", name, "'");
     const uint64_t n = checked_nbytes(name, t, file);
     j[name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {off, off + n}}};
     off += n;
@@ -246,7 +256,8 @@ inline std::string build_header(const SafetensorsFile& f, const std::string& fil
 
 }  // namespace detail
 
-inline SafetensorsFile parse_safetensors(const uint8_t* data, size_t size, const std::string& name_for_errors) {
+inline SafetensorsFile parse_safetensors(const uint8_t* data, size_t size,
+                                         const std::string& name_for_errors) {
   const uint64_t n = detail::check_prefix(data, size, name_for_errors);
   const uint8_t* base = data + 8 + n;
   auto h = detail::parse_header(data + 8, n, size - 8 - n, name_for_errors);
@@ -260,7 +271,8 @@ inline SafetensorsFile read_safetensors(const std::string& path) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) fail("safetensors", path, ": cannot open file");
   const std::streamoff end = in.tellg();
-  if (end < 0 || !std::filesystem::is_regular_file(path)) fail("safetensors", path, ": not a readable regular file");
+  if (end < 0 || !std::filesystem::is_regular_file(path))
+    fail("safetensors", path, ": not a readable regular file");
   const uint64_t size = uint64_t(end);
   uint8_t prefix[8] = {};
   in.seekg(0);
@@ -324,7 +336,7 @@ inline float half_to_float(uint16_t h) {
     return sign ? -v : v;
   }
   if (exp == 31) return std::bit_cast<float>(sign | 0x7f800000u | (mant << 13));  // inf / nan
-  return std::bit_cast<float>(sign | ((exp + 112) << 23) | (mant << 13));        // rebias 15 -> 127
+  return std::bit_cast<float>(sign | ((exp + 112) << 23) | (mant << 13));         // rebias 15 -> 127
 }
 
 template <typename Out>
@@ -345,16 +357,26 @@ std::vector<Out> convert(const RawTensor& t, const char* fn) {
   };
   auto id = [](auto s) { return s; };
   const std::string& d = t.dtype;
-  if (d == "F64") each(double{}, id);
-  else if (d == "F32") each(float{}, id);
-  else if (d == "F16") each(uint16_t{}, half_to_float);
-  else if (d == "BF16") each(uint16_t{}, [](uint16_t b) { return std::bit_cast<float>(uint32_t(b) << 16); });
-  else if (d == "I64") each(int64_t{}, id);
-  else if (d == "I32") each(int32_t{}, id);
-  else if (d == "I16") each(int16_t{}, id);
-  else if (d == "I8") each(int8_t{}, id);
-  else if (d == "U8" || d == "BOOL") each(uint8_t{}, id);
-  else fail("safetensors", fn, ": unsupported dtype '", d, "'");
+  if (d == "F64")
+    each(double{}, id);
+  else if (d == "F32")
+    each(float{}, id);
+  else if (d == "F16")
+    each(uint16_t{}, half_to_float);
+  else if (d == "BF16")
+    each(uint16_t{}, [](uint16_t b) { return std::bit_cast<float>(uint32_t(b) << 16); });
+  else if (d == "I64")
+    each(int64_t{}, id);
+  else if (d == "I32")
+    each(int32_t{}, id);
+  else if (d == "I16")
+    each(int16_t{}, id);
+  else if (d == "I8")
+    each(int8_t{}, id);
+  else if (d == "U8" || d == "BOOL")
+    each(uint8_t{}, id);
+  else
+    fail("safetensors", fn, ": unsupported dtype '", d, "'");
   return out;
 }
 }  // namespace detail

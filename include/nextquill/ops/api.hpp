@@ -126,7 +126,8 @@ struct CrossEntropyOptions {
   Reduction reduction = Reduction::Mean;
 };
 // logits (..., V), targets int64 (...). Through logsumexp: no softmax copy.
-inline Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEntropyOptions& opts = {});
+inline Tensor cross_entropy(const Tensor& logits, const Tensor& targets,
+                            const CrossEntropyOptions& opts = {});
 
 // ---- operators ---------------------------------------------------------------
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }

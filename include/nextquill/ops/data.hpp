@@ -13,10 +13,14 @@ namespace detail {
 template <typename F>
 decltype(auto) visit_cpu_dtype(DType d, const char* op, F&& f) {
   switch (d) {
-    case DType::Float32: return f(type_tag<float>{});
-    case DType::Float64: return f(type_tag<double>{});
-    case DType::Int64: return f(type_tag<int64_t>{});
-    default: break;
+    case DType::Float32:
+      return f(type_tag<float>{});
+    case DType::Float64:
+      return f(type_tag<double>{});
+    case DType::Int64:
+      return f(type_tag<int64_t>{});
+    default:
+      break;
   }
   fail(op, "dtype ", dtype_name(d), " is not supported on CPU");
 }

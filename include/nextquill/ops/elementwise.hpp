@@ -60,10 +60,13 @@ inline Tensor sum_to(const Tensor& x, const Shape& shape) {
   const size_t lead = x.shape().size() - shape.size();
   std::vector<int64_t> dims;
   for (size_t i = 0; i < x.shape().size(); ++i) {
-    if (i < lead) dims.push_back(static_cast<int64_t>(i));
-    else if (shape[i - lead] == 1 && x.shape()[i] != 1) dims.push_back(static_cast<int64_t>(i));
-    else NQ_CHECK(shape[i - lead] == x.shape()[i], "sum_to", "cannot reduce ", shape_str(x.shape()), " to ",
-                  shape_str(shape));
+    if (i < lead)
+      dims.push_back(static_cast<int64_t>(i));
+    else if (shape[i - lead] == 1 && x.shape()[i] != 1)
+      dims.push_back(static_cast<int64_t>(i));
+    else
+      NQ_CHECK(shape[i - lead] == x.shape()[i], "sum_to", "cannot reduce ", shape_str(x.shape()), " to ",
+               shape_str(shape));
   }
   return sum(x, dims, true).reshape(shape);
 }
@@ -113,11 +116,14 @@ inline Tensor pow(const Tensor& a, const Tensor& b) {
   return record("pow", out, {a, b}, [as, bs, os](const Tensor& g, const Node& n) -> std::vector<Tensor> {
     Tensor ga, gb;
     if (n.needs(0))
-      ga = sum_to(detail::map3(g, as, bs, "pow", [](auto gi, auto x, auto y) { return gi * y * std::pow(x, y - 1); }),
-                  as.shape());
+      ga = sum_to(
+          detail::map3(g, as, bs, "pow", [](auto gi, auto x, auto y) { return gi * y * std::pow(x, y - 1); }),
+          as.shape());
     if (n.needs(1))  // d(a^b)/db = a^b log a (0 where a == 0, the limit used by PyTorch)
       gb = sum_to(detail::map3(g, as, os, "pow",
-                               [](auto gi, auto x, auto o) { return x == 0 ? decltype(gi)(0) : gi * o * std::log(x); }),
+                               [](auto gi, auto x, auto o) {
+                                 return x == 0 ? decltype(gi)(0) : gi * o * std::log(x);
+                               }),
                   bs.shape());
     return {ga, gb};
   });
@@ -160,63 +166,76 @@ inline Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   Shape sa = a.shape(), sb = b.shape();
   return record("where", out, {a, b}, [cs, sa, sb](const Tensor& g, const Node& n) -> std::vector<Tensor> {
     Tensor ga, gb;
-    if (n.needs(0)) ga = sum_to(detail::map2(g, cs, "where", [](auto gi, auto ci) { return ci != 0 ? gi : 0; }), sa);
-    if (n.needs(1)) gb = sum_to(detail::map2(g, cs, "where", [](auto gi, auto ci) { return ci != 0 ? 0 : gi; }), sb);
+    if (n.needs(0))
+      ga = sum_to(detail::map2(g, cs, "where", [](auto gi, auto ci) { return ci != 0 ? gi : 0; }), sa);
+    if (n.needs(1))
+      gb = sum_to(detail::map2(g, cs, "where", [](auto gi, auto ci) { return ci != 0 ? 0 : gi; }), sb);
     return {ga, gb};
   });
 }
 
 // ---- with a scalar -------------------------------------------------------------
 inline Tensor add(const Tensor& a, double s) {
-  return detail::unary("add_scalar", a, [s](auto x) { return x + static_cast<decltype(x)>(s); },
-                       [](auto, auto) { return 1; });
+  return detail::unary(
+      "add_scalar", a, [s](auto x) { return x + static_cast<decltype(x)>(s); }, [](auto, auto) { return 1; });
 }
 inline Tensor mul(const Tensor& a, double s) {
-  return detail::unary("mul_scalar", a, [s](auto x) { return x * static_cast<decltype(x)>(s); },
-                       [s](auto x, auto) { return static_cast<decltype(x)>(s); });
+  return detail::unary(
+      "mul_scalar", a, [s](auto x) { return x * static_cast<decltype(x)>(s); },
+      [s](auto x, auto) { return static_cast<decltype(x)>(s); });
 }
 inline Tensor rsub(double s, const Tensor& a) {
-  return detail::unary("rsub_scalar", a, [s](auto x) { return static_cast<decltype(x)>(s) - x; },
-                       [](auto, auto) { return -1; });
+  return detail::unary(
+      "rsub_scalar", a, [s](auto x) { return static_cast<decltype(x)>(s) - x; },
+      [](auto, auto) { return -1; });
 }
 inline Tensor rdiv(double s, const Tensor& a) {
-  return detail::unary("rdiv_scalar", a, [s](auto x) { return static_cast<decltype(x)>(s) / x; },
-                       [](auto x, auto y) { return -y / x; });
+  return detail::unary(
+      "rdiv_scalar", a, [s](auto x) { return static_cast<decltype(x)>(s) / x; },
+      [](auto x, auto y) { return -y / x; });
 }
 inline Tensor pow(const Tensor& a, double e) {
-  return detail::unary("pow_scalar", a, [e](auto x) { return std::pow(x, static_cast<decltype(x)>(e)); },
-                       [e](auto x, auto) {
-                         using T = decltype(x);
-                         return e == 0 ? T(0) : static_cast<T>(e) * std::pow(x, static_cast<T>(e - 1));
-                       });
+  return detail::unary(
+      "pow_scalar", a, [e](auto x) { return std::pow(x, static_cast<decltype(x)>(e)); },
+      [e](auto x, auto) {
+        using T = decltype(x);
+        return e == 0 ? T(0) : static_cast<T>(e) * std::pow(x, static_cast<T>(e - 1));
+      });
 }
 
 // ---- unary ------------------------------------------------------------------
 inline Tensor neg(const Tensor& x) {
-  return detail::unary("neg", x, [](auto v) { return -v; }, [](auto, auto) { return -1; });
+  return detail::unary(
+      "neg", x, [](auto v) { return -v; }, [](auto, auto) { return -1; });
 }
 inline Tensor exp(const Tensor& x) {
-  return detail::unary("exp", x, [](auto v) { return std::exp(v); }, [](auto, auto y) { return y; });
+  return detail::unary(
+      "exp", x, [](auto v) { return std::exp(v); }, [](auto, auto y) { return y; });
 }
 inline Tensor log(const Tensor& x) {
-  return detail::unary("log", x, [](auto v) { return std::log(v); }, [](auto v, auto) { return 1 / v; });
+  return detail::unary(
+      "log", x, [](auto v) { return std::log(v); }, [](auto v, auto) { return 1 / v; });
 }
 inline Tensor sqrt(const Tensor& x) {
-  return detail::unary("sqrt", x, [](auto v) { return std::sqrt(v); }, [](auto, auto y) { return 1 / (2 * y); });
+  return detail::unary(
+      "sqrt", x, [](auto v) { return std::sqrt(v); }, [](auto, auto y) { return 1 / (2 * y); });
 }
 inline Tensor rsqrt(const Tensor& x) {
-  return detail::unary("rsqrt", x, [](auto v) { return 1 / std::sqrt(v); },
-                       [](auto, auto y) { return -y * y * y / 2; });
+  return detail::unary(
+      "rsqrt", x, [](auto v) { return 1 / std::sqrt(v); }, [](auto, auto y) { return -y * y * y / 2; });
 }
 inline Tensor abs(const Tensor& x) {
-  return detail::unary("abs", x, [](auto v) { return std::abs(v); },
-                       [](auto v, auto) { return static_cast<decltype(v)>((v > 0) - (v < 0)); });
+  return detail::unary(
+      "abs", x, [](auto v) { return std::abs(v); },
+      [](auto v, auto) { return static_cast<decltype(v)>((v > 0) - (v < 0)); });
 }
 inline Tensor square(const Tensor& x) {
-  return detail::unary("square", x, [](auto v) { return v * v; }, [](auto v, auto) { return 2 * v; });
+  return detail::unary(
+      "square", x, [](auto v) { return v * v; }, [](auto v, auto) { return 2 * v; });
 }
 inline Tensor tanh(const Tensor& x) {
-  return detail::unary("tanh", x, [](auto v) { return std::tanh(v); }, [](auto, auto y) { return 1 - y * y; });
+  return detail::unary(
+      "tanh", x, [](auto v) { return std::tanh(v); }, [](auto, auto y) { return 1 - y * y; });
 }
 inline Tensor sigmoid(const Tensor& x) {
   // Two branches keep exp() from overflowing for large |v|.
@@ -231,8 +250,9 @@ inline Tensor sigmoid(const Tensor& x) {
       [](auto, auto y) { return y * (1 - y); });
 }
 inline Tensor relu(const Tensor& x) {
-  return detail::unary("relu", x, [](auto v) { return v > 0 ? v : decltype(v)(0); },
-                       [](auto v, auto) { return static_cast<decltype(v)>(v > 0); });
+  return detail::unary(
+      "relu", x, [](auto v) { return v > 0 ? v : decltype(v)(0); },
+      [](auto v, auto) { return static_cast<decltype(v)>(v > 0); });
 }
 inline Tensor silu(const Tensor& x) {
   return detail::unary(

@@ -53,11 +53,13 @@ Tensor random_fill(const Shape& shape, TensorOptions opts, G&& draw, const char*
 
 inline Tensor randn(const Shape& shape, TensorOptions opts, Generator* gen) {
   Generator& g = gen ? *gen : default_generator();
-  return detail::random_fill(shape, opts, [&] { return g.normal(); }, "randn");
+  return detail::random_fill(
+      shape, opts, [&] { return g.normal(); }, "randn");
 }
 inline Tensor uniform(const Shape& shape, double lo, double hi, TensorOptions opts, Generator* gen) {
   Generator& g = gen ? *gen : default_generator();
-  return detail::random_fill(shape, opts, [&] { return lo + (hi - lo) * g.uniform(); }, "uniform");
+  return detail::random_fill(
+      shape, opts, [&] { return lo + (hi - lo) * g.uniform(); }, "uniform");
 }
 inline Tensor rand(const Shape& shape, TensorOptions opts, Generator* gen) {
   return uniform(shape, 0.0, 1.0, opts, gen);

@@ -61,8 +61,8 @@ inline std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& si
     NQ_CHECK(s >= 0, "split", "negative size ", s);
     total += s;
   }
-  NQ_CHECK(total == x.shape()[dim], "split", "sizes sum to ", total, " but dim ", dim, " of ", x.brief(), " has ",
-           x.shape()[dim]);
+  NQ_CHECK(total == x.shape()[dim], "split", "sizes sum to ", total, " but dim ", dim, " of ", x.brief(),
+           " has ", x.shape()[dim]);
   std::vector<Tensor> out;
   int64_t at = 0;
   for (auto s : sizes) {

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "embedding.hpp"  // detail::index_str
-#include "softmax.hpp"    // detail::row_logsumexp, detail::for_each_row
+#include "softmax.hpp"    // detail::row_logsumexp, row_exp, for_each_row
 
 namespace nq {
 
@@ -120,7 +120,8 @@ inline Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const C
             if (l == -std::numeric_limits<T>::infinity()) {  // all -inf logits: softmax taken as 0
               std::fill(dr, dr + V, T(0));
             } else {
-              for (int64_t j = 0; j < V; ++j) dr[j] = coef * std::exp(zr[j] - l);
+              detail::row_exp(zr, l, dr, V);  // softmax row, vectorised
+              detail::RowArrayMut<T>(dr, V) *= coef;
             }
             dr[y] -= coef;
           });

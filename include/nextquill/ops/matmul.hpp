@@ -96,8 +96,8 @@ inline Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
            " does not match weight ", shape_str(w.shape()), " (out_features, in_features)");
   Tensor y = matmul(x, w.t());
   if (!b.defined()) return y;
-  NQ_CHECK(b.dim() == 1 && b.size(0) == w.size(0), "linear", "bias ", shape_str(b.shape()), " does not match weight ",
-           shape_str(w.shape()));
+  NQ_CHECK(b.dim() == 1 && b.size(0) == w.size(0), "linear", "bias ", shape_str(b.shape()),
+           " does not match weight ", shape_str(w.shape()));
   return add(y, b);
 }
 

@@ -1,9 +1,9 @@
 #pragma once
 // layer_norm and rms_norm over the last dim, each one fused row kernel per
-// direction. Forward computes the row statistics in double, writes y and saves
-// per-row mean/rstd. Backward makes dx row by row and reduces dweight/dbias
-// over rows in a fixed number of row blocks whose partials are summed in
-// order, so results do not depend on the thread count.
+// direction. Forward computes the row statistics in double (detail::lane_sum:
+// vectorised), writes y and saves per-row mean/rstd. Backward makes dx row by
+// row and reduces dweight/dbias over rows in a fixed number of row blocks whose
+// partials are summed in order, so results do not depend on the thread count.
 //
 // With xhat = (x - mean) * rstd (mean = 0 for rms_norm) and gy = g * w:
 //   dx = rstd * (gy - mean(gy) - xhat * mean(gy * xhat))   (rms: no mean(gy))
@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "../cpu/parallel.hpp"
-#include "softmax.hpp"  // detail::for_each_row, detail::row_grain
+#include "softmax.hpp"  // detail::for_each_row, row_grain, lane_sum
 
 namespace nq {
 
@@ -41,17 +41,14 @@ void norm_forward(const T* x, const T* w, const T* b, T* y, T* mean, T* rstd, in
   for_each_row(rows, C, [&](int64_t r) {
     const T* xr = x + r * C;
     T* yr = y + r * C;
-    double mu = 0;
-    if (center) {
-      for (int64_t i = 0; i < C; ++i) mu += static_cast<double>(xr[i]);
-      mu /= static_cast<double>(C);
-    }
-    double var = 0;  // two passes: no cancellation from E[x^2] - E[x]^2
-    for (int64_t i = 0; i < C; ++i) {
-      const double d = static_cast<double>(xr[i]) - mu;
-      var += d * d;
-    }
-    var /= static_cast<double>(C);
+    const double mu =
+        center ? lane_sum(C, [&](int64_t i) { return static_cast<double>(xr[i]); }) / static_cast<double>(C) : 0.0;
+    // two passes: no cancellation from E[x^2] - E[x]^2
+    const double var = lane_sum(C, [&](int64_t i) {
+                         const double d = static_cast<double>(xr[i]) - mu;
+                         return d * d;
+                       }) /
+                       static_cast<double>(C);
     const double rs = 1.0 / std::sqrt(var + eps);
     mean[r] = static_cast<T>(mu);
     rstd[r] = static_cast<T>(rs);
@@ -81,18 +78,12 @@ void norm_backward(const T* x, const T* w, const T* mean, const T* rstd, const T
         const T* gr = g + r * C;
         const T m = center ? mean[r] : T(0), s = rstd[r];
         if (dx) {
-          double sgx = 0, sg = 0;  // sum(gy * xhat), sum(gy)
-          for (int64_t i = 0; i < C; ++i) {
-            const T gy = w ? gr[i] * w[i] : gr[i];
-            sgx += static_cast<double>(gy * ((xr[i] - m) * s));
-            sg += static_cast<double>(gy);
-          }
+          auto gy = [&](int64_t i) { return w ? gr[i] * w[i] : gr[i]; };
+          const double sgx = lane_sum(C, [&](int64_t i) { return static_cast<double>(gy(i) * ((xr[i] - m) * s)); });
+          const double sg = center ? lane_sum(C, [&](int64_t i) { return static_cast<double>(gy(i)); }) : 0.0;
           const T a = static_cast<T>(sgx * invC), c = center ? static_cast<T>(sg * invC) : T(0);
           T* dr = dx + r * C;
-          for (int64_t i = 0; i < C; ++i) {
-            const T gy = w ? gr[i] * w[i] : gr[i];
-            dr[i] = s * (gy - c - ((xr[i] - m) * s) * a);
-          }
+          for (int64_t i = 0; i < C; ++i) dr[i] = s * (gy(i) - c - ((xr[i] - m) * s) * a);
         }
         if (aw)
           for (int64_t i = 0; i < C; ++i) aw[i] += static_cast<double>(gr[i] * ((xr[i] - m) * s));

@@ -23,8 +23,10 @@ inline Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdi
   const auto mask = detail::reduce_mask(x, dims, "sum");
   Shape kshape = x.shape(), oshape;
   for (int64_t i = 0; i < x.dim(); ++i) {
-    if (mask[i]) kshape[i] = 1;
-    else oshape.push_back(x.shape()[i]);
+    if (mask[i])
+      kshape[i] = 1;
+    else
+      oshape.push_back(x.shape()[i]);
   }
   Tensor out = zeros(kshape, x.dtype());
   visit_float(x.dtype(), "sum", [&](auto tag) {

@@ -51,10 +51,12 @@ inline Shape infer_shape(const Shape& s, int64_t numel, const char* op) {
     }
   }
   if (infer >= 0) {
-    NQ_CHECK(known != 0 && numel % known == 0, op, "shape ", shape_str(s), " is invalid for ", numel, " elements");
+    NQ_CHECK(known != 0 && numel % known == 0, op, "shape ", shape_str(s), " is invalid for ", numel,
+             " elements");
     out[infer] = numel / known;
   }
-  NQ_CHECK(numel_of(out) == numel, op, "shape ", shape_str(s), " is invalid for input of ", numel, " elements");
+  NQ_CHECK(numel_of(out) == numel, op, "shape ", shape_str(s), " is invalid for input of ", numel,
+           " elements");
   return out;
 }
 
@@ -98,9 +100,8 @@ inline Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
     st[i] = strides()[d];
   }
   Tensor out = Tensor::make_view(*this, s, st, offset());
-  return record("permute", out, {*this}, [inv](const Tensor& g, const Node&) -> std::vector<Tensor> {
-    return {g.permute(inv)};
-  });
+  return record("permute", out, {*this},
+                [inv](const Tensor& g, const Node&) -> std::vector<Tensor> { return {g.permute(inv)}; });
 }
 
 inline Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
@@ -221,7 +222,8 @@ inline Tensor Tensor::clone() const {
     NoGradGuard ng;
     out.copy_(*this);
   }
-  return record("clone", out, {*this}, [](const Tensor& g, const Node&) -> std::vector<Tensor> { return {g}; });
+  return record("clone", out, {*this},
+                [](const Tensor& g, const Node&) -> std::vector<Tensor> { return {g}; });
 }
 
 inline Tensor Tensor::contiguous() const { return is_contiguous() ? *this : clone(); }
@@ -235,9 +237,8 @@ inline Tensor Tensor::to(DType d) const {
   }
   if (!is_floating(d)) return out;
   DType src = dtype();
-  return record("to", out, {*this}, [src](const Tensor& g, const Node&) -> std::vector<Tensor> {
-    return {g.to(src)};
-  });
+  return record("to", out, {*this},
+                [src](const Tensor& g, const Node&) -> std::vector<Tensor> { return {g.to(src)}; });
 }
 
 }  // namespace nq
