@@ -1459,3 +1459,41 @@ TEST_CASE("cross_entropy: an all-ignored batch gives loss 0 and zero (not NaN) g
     for (double gv : z.grad().to_vector<double>()) CHECK(gv == 0.0);
   }
 }
+
+TEST_CASE("softmax family: NaN in a row gives NaN outputs; a long fp32 row stays accurate") {
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+  nq::Generator gen(3);
+  // NaN at the start, middle and end of rows long enough for the vectorised
+  // paths, next to finite values, to -inf (a masked row) and to +inf.
+  for (auto dt : {nq::kFloat32, nq::kFloat64})
+    for (int64_t n : {5, 37, 1000})
+      for (int64_t pos : {int64_t(0), n / 2, n - 1})
+        for (int kind = 0; kind < 3; ++kind) {
+          CAPTURE(nq::dtype_name(dt));
+          CAPTURE(n);
+          CAPTURE(pos);
+          CAPTURE(kind);
+          V v = nq::randn({n}, nq::kFloat64, &gen).to_vector<double>();
+          if (kind == 1) v.assign(n, -inf);
+          if (kind == 2) v[(pos + 1) % n] = inf;
+          v[pos] = nan;
+          const nq::Tensor x = nq::from_vector(v, {1, n}).to(dt);
+          for (double y : nq::softmax(x, -1).to_vector<double>()) CHECK(std::isnan(y));
+          for (double y : nq::log_softmax(x, -1).to_vector<double>()) CHECK(std::isnan(y));
+          CHECK(std::isnan(nq::logsumexp(x, -1).item()));
+        }
+
+  const int64_t n = 100000;
+  const nq::Tensor x = nq::randn({n}, nq::kFloat32, &gen);
+  const V y = nq::softmax(x, 0).to_vector<double>();
+  const V ref = nq::softmax(x.to(nq::kFloat64), 0).to_vector<double>();  // same inputs, float64
+  double sum = 0, worst = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    sum += y[i];
+    worst = std::max(worst, std::abs(y[i] - ref[i]) / ref[i]);
+  }
+  CHECK(std::abs(sum - 1.0) < 1e-5);
+  CHECK(worst < 1e-6);
+  const double lse = nq::logsumexp(x, 0).item(), lse_ref = nq::logsumexp(x.to(nq::kFloat64), 0).item();
+  CHECK(std::abs(lse - lse_ref) <= 1e-6 * std::abs(lse_ref));
+}

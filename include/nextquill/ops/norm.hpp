@@ -41,14 +41,13 @@ void norm_forward(const T* x, const T* w, const T* b, T* y, T* mean, T* rstd, in
   for_each_row(rows, C, [&](int64_t r) {
     const T* xr = x + r * C;
     T* yr = y + r * C;
-    const double mu =
-        center ? lane_sum(C, [&](int64_t i) { return static_cast<double>(xr[i]); }) / static_cast<double>(C) : 0.0;
-    // two passes: no cancellation from E[x^2] - E[x]^2
-    const double var = lane_sum(C, [&](int64_t i) {
-                         const double d = static_cast<double>(xr[i]) - mu;
-                         return d * d;
-                       }) /
-                       static_cast<double>(C);
+    const double n = static_cast<double>(C);
+    const double mu = center ? lane_sum(C, [&](int64_t i) { return static_cast<double>(xr[i]); }) / n : 0.0;
+    auto dev2 = [&](int64_t i) {
+      const double d = static_cast<double>(xr[i]) - mu;
+      return d * d;
+    };
+    const double var = lane_sum(C, dev2) / n;  // two passes: no cancellation from E[x^2] - E[x]^2
     const double rs = 1.0 / std::sqrt(var + eps);
     mean[r] = static_cast<T>(mu);
     rstd[r] = static_cast<T>(rs);
@@ -62,13 +61,23 @@ void norm_forward(const T* x, const T* w, const T* b, T* y, T* mean, T* rstd, in
   });
 }
 
+// dx of one row x (C): gy(i) = g[i] * w[i] (or g[i] without weight) comes in as
+// a functor so that the weight test stays outside the vectorised loops.
+template <typename T, typename Gy>
+void norm_dx_row(const T* xr, T* dr, T m, T s, int64_t C, bool center, Gy gy) {
+  const double invC = 1.0 / static_cast<double>(C);
+  const double sgx = lane_sum(C, [&](int64_t i) { return static_cast<double>(gy(i) * ((xr[i] - m) * s)); });
+  const double sg = center ? lane_sum(C, [&](int64_t i) { return static_cast<double>(gy(i)); }) : 0.0;
+  const T a = static_cast<T>(sgx * invC), c = static_cast<T>(sg * invC);  // mean(gy * xhat), mean(gy)
+  for (int64_t i = 0; i < C; ++i) dr[i] = s * (gy(i) - c - ((xr[i] - m) * s) * a);
+}
+
 // Fills dx (may be null), dw, db (null when not needed) from g (R, C).
 template <typename T>
 void norm_backward(const T* x, const T* w, const T* mean, const T* rstd, const T* g, T* dx, T* dw, T* db,
                    int64_t rows, int64_t C, bool center) {
   const int64_t nb = norm_blocks(rows, C);
   std::vector<double> pw(dw ? nb * C : 0, 0.0), pb(db ? nb * C : 0, 0.0);  // per-block partials
-  const double invC = 1.0 / static_cast<double>(C);
   cpu::parallel_for(0, nb, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t blk = b0; blk < b1; ++blk) {
       double* aw = dw ? pw.data() + blk * C : nullptr;
@@ -77,14 +86,10 @@ void norm_backward(const T* x, const T* w, const T* mean, const T* rstd, const T
         const T* xr = x + r * C;
         const T* gr = g + r * C;
         const T m = center ? mean[r] : T(0), s = rstd[r];
-        if (dx) {
-          auto gy = [&](int64_t i) { return w ? gr[i] * w[i] : gr[i]; };
-          const double sgx = lane_sum(C, [&](int64_t i) { return static_cast<double>(gy(i) * ((xr[i] - m) * s)); });
-          const double sg = center ? lane_sum(C, [&](int64_t i) { return static_cast<double>(gy(i)); }) : 0.0;
-          const T a = static_cast<T>(sgx * invC), c = center ? static_cast<T>(sg * invC) : T(0);
-          T* dr = dx + r * C;
-          for (int64_t i = 0; i < C; ++i) dr[i] = s * (gy(i) - c - ((xr[i] - m) * s) * a);
-        }
+        if (dx && w)
+          norm_dx_row(xr, dx + r * C, m, s, C, center, [&](int64_t i) { return gr[i] * w[i]; });
+        else if (dx)
+          norm_dx_row(xr, dx + r * C, m, s, C, center, [&](int64_t i) { return gr[i]; });
         if (aw)
           for (int64_t i = 0; i < C; ++i) aw[i] += static_cast<double>(gr[i] * ((xr[i] - m) * s));
         if (ab)

@@ -58,7 +58,7 @@ using RowArrayMut = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
 // loop (~10x faster) and are at least as accurate. The order depends only on n.
 template <typename F>
 double lane_sum(int64_t n, F&& f) {
-  constexpr int64_t L = 32;
+  constexpr int64_t L = 16;
   double acc[L] = {};
   int64_t i = 0;
   for (; i + L <= n; i += L)
@@ -204,7 +204,8 @@ inline Tensor log_softmax(const Tensor& x, int64_t dim) {
           std::fill(dx, dx + n, T(0));
           return;
         }
-        const T s = static_cast<T>(detail::lane_sum(n, [&](int64_t i) { return static_cast<double>(gr[i]); }));
+        const T s =
+            static_cast<T>(detail::lane_sum(n, [&](int64_t i) { return static_cast<double>(gr[i]); }));
         detail::row_exp(yr, T(0), dx, n);  // dx = exp(y) first
         detail::RowArrayMut<T>(dx, n) = detail::RowArray<T>(gr, n) - detail::RowArray<T>(dx, n) * s;
       });
