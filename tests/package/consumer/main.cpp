@@ -1,6 +1,7 @@
 // Downstream smoke test: compiled against nextquill::nextquill (CMake) or the
 // flags from `pkg-config nextquill`. Prints one line that check.sh inspects.
-// For now it only touches the version API; extend it with real nq:: calls.
+// It checks the version API, that the dependency flags arrive, and runs one
+// real forward/backward pass through nq ops.
 #include <nextquill/nextquill.hpp>
 
 #include <Eigen/Core>
@@ -46,6 +47,19 @@ int main() {
 #else
   const int omp_threads = 0;
 #endif
+
+  // A real op graph: d/dw mean((x w)^2) through matmul (BLAS or Eigen),
+  // softmax and the autograd engine.
+  nq::Tensor x = nq::from_vector<float>({1, 2, 3, 4}, {2, 2});
+  nq::Tensor w = nq::ones({2, 1}).requires_grad_();
+  nq::Tensor loss = nq::square(nq::matmul(x, w)).mean() + nq::softmax(x, -1).sum();
+  loss.backward();
+  // d/dw of mean((x w)^2) = 2/2 * x^T (x w) = x^T [3, 7] = [24, 34]
+  std::vector<float> gw = w.grad().to_vector<float>();
+  if (gw[0] != 24.f || gw[1] != 34.f) {
+    std::printf("autograd gave w.grad = [%g, %g], expected [24, 34]\n", gw[0], gw[1]);
+    return 1;
+  }
 
   std::printf("nextquill %s (NEXTQUILL_VERSION=%d) blas=%d openmp=%d cuda=%d dot=%g omp_threads=%d "
               "openblas_parallel=%d\n",
