@@ -68,7 +68,8 @@ inline void run_backward(const Tensor& root, const Tensor& grad_out, bool retain
       Tensor g = std::move(git->second);
       grads.erase(git);
       NQ_CHECK(!n->released, "backward", "trying to backward through the graph a second time (op '", n->name,
-               "'): its saved tensors were freed; pass retain_graph=true to the first backward()");
+               "', output ", shape_str(n->out_shape),
+               "): its saved tensors were freed; pass retain_graph=true to the first backward()");
       if (auto m = n->retained.lock()) accumulate_leaf(*m, g);
       in_grads = n->backward(g, *n);
       NQ_CHECK(in_grads.size() == n->next.size(), "backward", "op '", n->name, "' returned ", in_grads.size(),
@@ -79,9 +80,9 @@ inline void run_backward(const Tensor& root, const Tensor& grad_out, bool retain
       if (!e.active()) continue;
       Tensor& gi = in_grads[i];
       if (gi.defined()) {
-        NQ_CHECK(gi.shape() == e.shape && gi.dtype() == e.dtype, "backward", "op '", n->name,
-                 "' produced a gradient ", gi.brief(), " for input ", i, " of shape ", shape_str(e.shape),
-                 " ", dtype_name(e.dtype));
+        NQ_CHECK(gi.shape() == e.shape && gi.dtype() == e.dtype, "backward", "op '", n->name, "' (output ",
+                 shape_str(n->out_shape), ") produced a gradient ", gi.brief(), " for input ", i,
+                 " of shape ", shape_str(e.shape), " ", dtype_name(e.dtype));
         if (e.leaf) {
           accumulate_leaf(*e.leaf, gi);
         } else {

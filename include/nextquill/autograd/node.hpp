@@ -28,6 +28,7 @@ struct Node {
   using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_out, const Node& node)>;
 
   std::string name;
+  Shape out_shape;  // for error messages
   std::vector<Edge> next;
   BackwardFn backward;
   bool released = false;                 // closure freed after a backward pass
@@ -52,6 +53,7 @@ inline Tensor record(const char* name, Tensor out, const std::vector<Tensor>& in
   if (!any) return out;
   auto node = std::make_shared<Node>();
   node->name = name;
+  node->out_shape = out.shape();
   node->next.reserve(inputs.size());
   for (const auto& t : inputs) {
     Edge e;
