@@ -22,6 +22,7 @@
 #include "../cpu/gemm.hpp"
 #include "../cpu/parallel.hpp"
 #include "matmul.hpp"
+#include "softmax.hpp"
 
 namespace nq {
 
@@ -72,6 +73,22 @@ struct AttnGeom {
   }
 };
 
+// Prepares one score row for the vectorised exp (row_exp, softmax.hpp): keys
+// hidden by the padding mask within [0, end) become -inf (exp gives exactly 0)
+// and the causally hidden tail [end, S) becomes 0, so the exp runs branch-free
+// over the dense prefix [0, end). Returns whether any key in [0, end) is kept.
+template <typename T>
+bool attention_mask_row(T* row, int64_t end, int64_t S, const unsigned char* keep) {
+  std::fill(row + end, row + S, T(0));
+  if (!keep) return end > 0;
+  bool any = false;
+  for (int64_t j = 0; j < end; ++j) {
+    any |= keep[j] != 0;
+    row[j] = keep[j] ? row[j] : -std::numeric_limits<T>::infinity();
+  }
+  return any;
+}
+
 // Fills P (T,S) with scale * Q K^T for pair (b,h).
 template <typename T>
 void attention_scores(const AttnGeom& g, const AttnMat<T>& q, const AttnMat<T>& k, int64_t b, int64_t h,
@@ -108,11 +125,13 @@ inline std::vector<Tensor> attention_backward(const AttnGeom& g, const Tensor& q
         const unsigned char* keep = g.keep ? g.keep->data() + b * g.S : nullptr;
         const T* Lr = L + bh * g.T;
         // P = exp(S - L) on visible keys; 0 on masked keys and empty rows (L = -inf).
+        // Vectorised: masked keys are set to -inf first, so one row_exp covers the
+        // visible prefix (masked entries come out exactly 0).
         for (int64_t i = 0; i < g.T; ++i) {
           T* row = P + i * g.S;
           const int64_t end = std::isinf(Lr[i]) && Lr[i] < 0 ? 0 : g.visible_end(i);
-          for (int64_t j = 0; j < g.S; ++j)
-            row[j] = j < end && (!keep || keep[j]) ? std::exp(row[j] - Lr[i]) : T(0);
+          attention_mask_row(row, end, g.S, keep);
+          row_exp(row, Lr[i], row, end);
         }
         if (need_v)  // dV = P^T dO
           cpu::gemm<T>(g.S, g.Dv, g.T, T(1), cpu::MatRef<T>{P, g.S, true}, GO.at(b, h), T(0),
@@ -199,32 +218,23 @@ inline Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, con
         detail::attention_scores(g, Q, K, b, h, P);
         const unsigned char* keep = g.keep ? g.keep->data() + b * g.S : nullptr;
         T* Lr = L + bh * g.T;
+        // Row softmax with the vectorised helpers of softmax.hpp (scalar std::exp
+        // per score dominated the forward): masked keys become -inf, then max,
+        // exp and the double sum run over the dense visible prefix [0, end).
+        // lane_sum's order depends only on end, so results do not depend on the
+        // thread count.
         for (int64_t i = 0; i < g.T; ++i) {
           T* row = P + i * g.S;
           const int64_t end = g.visible_end(i);
-          T mx = -std::numeric_limits<T>::infinity();
-          bool any = false;
-          for (int64_t j = 0; j < end; ++j)
-            if (!keep || keep[j]) {
-              any = true;
-              mx = std::max(mx, row[j]);
-            }
-          if (!any) {  // no visible key: output row stays 0
-            std::fill(row, row + g.S, T(0));
+          if (!detail::attention_mask_row(row, end, g.S, keep)) {  // no visible key: output row stays 0
+            std::fill(row, row + end, T(0));
             Lr[i] = -std::numeric_limits<T>::infinity();
             continue;
           }
-          double sum = 0;
-          for (int64_t j = 0; j < g.S; ++j) {
-            if (j < end && (!keep || keep[j])) {
-              row[j] = std::exp(row[j] - mx);
-              sum += row[j];
-            } else {
-              row[j] = T(0);
-            }
-          }
-          const T inv = static_cast<T>(1.0 / sum);
-          for (int64_t j = 0; j < end; ++j) row[j] *= inv;
+          const T mx = detail::row_max(row, end);
+          detail::row_exp(row, mx, row, end);
+          const double sum = detail::lane_sum(end, [&](int64_t j) { return static_cast<double>(row[j]); });
+          detail::RowArrayMut<T>(row, end) *= static_cast<T>(1.0 / sum);
           Lr[i] = mx + static_cast<T>(std::log(sum));
         }
         cpu::gemm<T>(g.T, g.Dv, g.S, T(1), cpu::MatRef<T>{P, g.S, false}, V.at(b, h), T(0),
