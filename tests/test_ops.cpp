@@ -1326,6 +1326,54 @@ std::vector<OpCase> op_table() {
            [](const Refs& r) {
              return ref_cross_entropy(r[0], r[1], &r[2], -100, nq::Reduction::WeightedMean);
            }});
+  // ---- rope ------------------------------------------------------------------------
+  // inputs: x (B,H,T,D), cos, sin; the reference rotates pair (i, i+D/2) by the
+  // angle whose cos/sin are given (any values: the op does not assume cos^2+sin^2=1).
+  auto ref_rope = [](const Refs& r) {
+    const RefInput &x = r[0], &c = r[1], &s = r[2];
+    const int64_t B = x.size(0), H = x.size(1), T = x.size(2), D = x.size(3), D2 = D / 2;
+    const bool shared = c.rank() == 2;
+    RefOut o{x.shape, std::vector<double>(x.v.size())};
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t i = 0; i < D2; ++i) {
+            const int64_t ti = shared ? t * D2 + i : (b * T + t) * D2 + i;
+            const double x1 = x.at({b, h, t, i}), x2 = x.at({b, h, t, i + D2});
+            o.v[flat_index(x.shape, {b, h, t, i})] = x1 * c[ti] - x2 * s[ti];
+            o.v[flat_index(x.shape, {b, h, t, i + D2})] = x2 * c[ti] + x1 * s[ti];
+          }
+    return o;
+  };
+  auto rope_op = [](const Args& a) { return nq::rope(a[0], a[1], a[2]); };
+  const std::vector<double> cs = {0.9, 0.1, -0.4, 0.7, 0.3, -0.8, 0.5, 0.6, -0.2, 1.0, 0.0, -0.6,
+                                  0.8, -0.3, 0.2, 0.4, -0.9, 0.35, 0.55, -0.15, 0.65, -0.45, 0.25, 0.05};
+  const std::vector<double> sn = {0.2, -0.7, 0.6, 0.3, -0.1, 0.5, 0.9, -0.4, 0.8, 0.0, -1.0, 0.45,
+                                  -0.25, 0.75, 0.15, -0.65, 0.05, 0.85, -0.35, 0.95, 0.3, -0.55, 0.1, 0.4};
+  add({.name = "rope (B,T,D/2) tables",
+       .inputs = {in({2, 2, 3, 4}), fixed(std::vector<double>(cs.begin(), cs.begin() + 12), {2, 3, 2}),
+                  fixed(std::vector<double>(sn.begin(), sn.begin() + 12), {2, 3, 2})},
+       .op = rope_op,
+       .reference = ref_rope});
+  add({.name = "rope shared (T,D/2) tables, D=6",
+       .inputs = {in({1, 2, 4, 6}), fixed(std::vector<double>(cs.begin(), cs.begin() + 12), {4, 3}),
+                  fixed(std::vector<double>(sn.begin(), sn.begin() + 12), {4, 3})},
+       .op = rope_op,
+       .reference = ref_rope});
+  add({.name = "rope on a (B,T,H,D) projection seen through transpose(1,2)",
+       .inputs = {in({2, 3, 2, 4}), fixed(std::vector<double>(cs.begin(), cs.begin() + 12), {2, 3, 2}),
+                  fixed(std::vector<double>(sn.begin(), sn.begin() + 12), {2, 3, 2})},
+       .op = [](const Args& a) { return nq::rope(a[0].transpose(1, 2), a[1], a[2]); },
+       .reference =
+           [ref_rope](const Refs& r) {
+             const RefInput& x = r[0];  // (B,T,H,D) -> (B,H,T,D)
+             RefInput xt{{x.size(0), x.size(2), x.size(1), x.size(3)}, std::vector<double>(x.v.size())};
+             for_each_index(x.shape, [&](const std::vector<int64_t>& i) {
+               xt.v[flat_index(xt.shape, {i[0], i[2], i[1], i[3]})] = x.at(i);
+             });
+             return ref_rope({xt, r[1], r[2]});
+           }});
+
   add({.name = "embedding with no ids",
        .inputs = {in({3, 2}), ints({}, {0})},
        .op = [](const Args& a) { return nq::embedding(a[0], a[1]); },

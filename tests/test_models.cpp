@@ -1,0 +1,107 @@
+// CausalLM against PyTorch / transformers fixtures (tools/make_hf_fixtures.py,
+// tools/make_gpt_fixture.py): Hugging Face import for GPT-2, Llama and Qwen2,
+// logits with and without left padding, loss and every parameter gradient.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <nextquill/nextquill.hpp>
+#include <string>
+
+#include "test_util.hpp"
+
+namespace {
+
+const std::string kFix = NQ_TEST_DATA_DIR;
+
+// max |a-b| / max |b| over all elements (the "max relative error").
+double max_rel_err(const nq::Tensor& a, const nq::Tensor& b) {
+  REQUIRE(a.shape() == b.shape());
+  auto av = a.to_vector<double>(), bv = b.to_vector<double>();
+  double num = 0, den = 0;
+  for (size_t i = 0; i < av.size(); ++i) {
+    num = std::max(num, std::abs(av[i] - bv[i]));
+    den = std::max(den, std::abs(bv[i]));
+  }
+  return num / std::max(den, 1e-30);
+}
+
+}  // namespace
+
+TEST_CASE("HF import: GPT-2, Llama and Qwen2 logits match transformers (fp32, rel err <= 1e-4)") {
+  for (const char* fam : {"gpt2", "llama", "qwen2"}) {
+    CAPTURE(fam);
+    const std::string dir = kFix + "/hf/" + fam;
+    auto model = nq::io::load_hf(dir);
+    model->eval();
+    auto ref = nq::io::load_tensors(dir + "/reference.safetensors");
+    nq::NoGradGuard ng;
+    nq::Tensor logits = model->forward(ref.tensors.at("ids"));
+    CHECK(max_rel_err(logits, ref.tensors.at("logits")) <= 1e-4);
+
+    // Left padding: the mask hides pads, positions restart at each row's first
+    // real token. Compare only real positions; positions come from the mask.
+    nq::ForwardOptions fo;
+    fo.attention_mask = ref.tensors.at("padded_mask");
+    nq::Tensor pl = model->forward(ref.tensors.at("padded_ids"), fo);
+    nq::Tensor rl = ref.tensors.at("padded_logits");
+    auto mask = fo.attention_mask.to_vector<int64_t>();
+    const int64_t B = pl.size(0), T = pl.size(1);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t t = 0; t < T; ++t)
+        if (mask[b * T + t]) {
+          CAPTURE(b);
+          CAPTURE(t);
+          CHECK(max_rel_err(pl.select(0, b).select(0, t), rl.select(0, b).select(0, t)) <= 1e-4);
+        }
+  }
+}
+
+TEST_CASE("HF import: save_hf round-trips through load_hf") {
+  auto model = nq::io::load_hf(kFix + "/hf/llama");
+  const std::string dir = "nq_test_hf_roundtrip";
+  nq::io::save_hf(*model, dir);
+  auto again = nq::io::load_hf(dir);
+  auto a = model->named_parameters(), b = again->named_parameters();
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) CHECK(nqtest::values(a[i].second) == nqtest::values(b[i].second));
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("HF import: bad directories and configs give clear errors") {
+  using nqtest::contains;
+  using nqtest::error_of;
+  CHECK(contains(error_of([] { nq::io::load_hf("no/such/dir"); }), "config.json"));
+  nlohmann::json j = {{"model_type", "bert"}};
+  CHECK(contains(error_of([&] { nq::io::hf_config_from_json(j); }), "model_type 'bert'"));
+  j = {{"model_type", "gpt2"}, {"vocab_size", 10}, {"n_positions", 8}, {"n_embd", 6}, {"n_layer", 1}};
+  CHECK(contains(error_of([&] { nq::io::hf_config_from_json(j); }), "n_head"));
+  j["n_head"] = 4;  // 6 % 4 != 0
+  CHECK(contains(error_of([&] { nq::io::hf_config_from_json(j); }), "divisible"));
+}
+
+TEST_CASE("GPT fixtures: logits, loss and every parameter gradient match PyTorch") {
+  // Tolerances (fp32): logits and loss 1e-5 relative; gradients 1e-4 relative
+  // to each tensor's largest gradient.
+  for (const char* name : {"gpt2", "qwen2"}) {
+    CAPTURE(name);
+    const std::string dir = kFix + "/gpt/" + name;
+    auto model = nq::io::load_hf(dir);
+    auto ref = nq::io::load_tensors(dir + "/reference.safetensors");
+    nq::Tensor logits = model->forward(ref.tensors.at("input_ids"));
+    CHECK(max_rel_err(logits, ref.tensors.at("logits")) <= 1e-5);
+    const int64_t V = logits.size(-1);
+    nq::Tensor loss = nq::cross_entropy(logits.reshape({-1, V}), ref.tensors.at("targets").reshape({-1}));
+    CHECK(loss.item() == doctest::Approx(ref.tensors.at("loss").item()).epsilon(1e-5));
+    loss.backward();
+    int checked = 0;
+    for (auto& [n, p] : model->named_parameters()) {
+      const std::string hf = nq::io::hf_name_of(model->config(), n);
+      CAPTURE(hf);
+      nq::Tensor g = ref.tensors.at("grad." + hf);
+      const bool conv1d = model->config().arch == "gpt2" && g.dim() == 2 && hf.find("transformer.h.") == 0;
+      CHECK(max_rel_err(p.grad(), conv1d ? g.t() : g) <= 1e-4);
+      ++checked;
+    }
+    CHECK(checked == static_cast<int>(model->named_parameters().size()));
+  }
+}
