@@ -1302,6 +1302,20 @@ std::vector<OpCase> op_table() {
            [](const Refs& r) {
              return ref_reshape(r[0], {3, 2});
            }});
+  // More queries than one causal row block (64): the blocks skip the masked
+  // upper triangle and accumulate key-side gradients across blocks.
+  add({.name = "attention causal T=S=70 (two row blocks)",
+       .inputs = {in({1, 1, 70, 3}), in({1, 1, 70, 3}), in({1, 1, 70, 2})},
+       .op = attn(true),
+       .reference = attn_ref(true)});
+  {
+    std::vector<int64_t> keep(2 * 75, 1);
+    for (int j = 0; j < 6; ++j) keep[75 + j] = 0;  // row 1: six left pads
+    add({.name = "attention causal T=67 < S=75, left padding (two row blocks)",
+         .inputs = {in({2, 1, 67, 2}), in({2, 1, 75, 2}), in({2, 1, 75, 2}), ints(keep, {2, 75})},
+         .op = attn(true),
+         .reference = attn_ref(true)});
+  }
   add({.name = "attention with its only key padded outputs 0",
        .inputs = {in({1, 1, 1, 2}), in({1, 1, 1, 2}), in({1, 1, 1, 2}), ints({0}, {1, 1})},
        .op =

@@ -68,8 +68,11 @@ class Linear : public Module {
         "lora_A", std::make_shared<Linear>(LinearOptions{opts_.in_features, r, false, opts_.dtype, 0.0}, g));
     st->B = register_module(
         "lora_B", std::make_shared<Linear>(LinearOptions{r, opts_.out_features, false, opts_.dtype, 0.0}, g));
-    Tensor bw = st->B->weight;
-    bw.zero_();
+    {
+      NoGradGuard ng;
+      Tensor bw = st->B->weight;
+      bw.zero_();
+    }
     lora_ = std::move(st);
   }
   // W += scale * B A (forward then skips the adapter); unmerge undoes it.

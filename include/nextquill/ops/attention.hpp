@@ -71,6 +71,10 @@ struct AttnGeom {
     if (!causal) return S;
     return std::clamp<int64_t>(i + S - T + 1, 0, S);
   }
+  // Causal attention works in blocks of query rows: block [i0, i1) needs only
+  // keys [0, visible_end(i1 - 1)), so the masked upper triangle is never
+  // multiplied (about half the FLOPs at T = S). Without causality one block.
+  int64_t row_block() const { return causal ? std::min<int64_t>(T, 64) : std::max<int64_t>(T, 1); }
 };
 
 // Prepares one score row for the vectorised exp (row_exp, softmax.hpp): keys
@@ -89,11 +93,19 @@ bool attention_mask_row(T* row, int64_t end, int64_t S, const unsigned char* kee
   return any;
 }
 
-// Fills P (T,S) with scale * Q K^T for pair (b,h).
+// Rows [i0, i0+rows) of a row-major operand.
+template <typename T>
+cpu::MatRef<T> rows_from(cpu::MatRef<T> m, int64_t i0) {
+  return {m.data + i0 * m.ld, m.ld, m.trans};
+}
+
+// Fills P[i0:i0+rows, 0:kend] (row stride S) with scale * Q K^T for pair (b,h).
 template <typename T>
 void attention_scores(const AttnGeom& g, const AttnMat<T>& q, const AttnMat<T>& k, int64_t b, int64_t h,
-                      T* P) {
-  cpu::gemm<T>(g.T, g.S, g.D, static_cast<T>(g.scale), q.at(b, h), k.at(b, h, true), T(0), P, g.S);
+                      int64_t i0, int64_t rows, int64_t kend, T* P) {
+  if (kend == 0) return;
+  cpu::gemm<T>(rows, kend, g.D, static_cast<T>(g.scale), rows_from(q.at(b, h), i0), k.at(b, h, true), T(0),
+               P + i0 * g.S, g.S);
 }
 
 // Gradients of q, k, v (undefined where not needed) for upstream `grad`.
@@ -121,40 +133,47 @@ inline std::vector<Tensor> attention_backward(const AttnGeom& g, const Tensor& q
         const int64_t b = bh / g.H, h = bh % g.H;
         const size_t tile = static_cast<size_t>(g.T * g.S);
         T* P = attention_scratch<T>(0, tile);
-        attention_scores(g, Q, K, b, h, P);
+        T* dS = attention_scratch<T>(1, tile);
         const unsigned char* keep = g.keep ? g.keep->data() + b * g.S : nullptr;
         const T* Lr = L + bh * g.T;
-        // P = exp(S - L) on visible keys; 0 on masked keys and empty rows (L = -inf).
-        // Vectorised: masked keys are set to -inf first, so one row_exp covers the
-        // visible prefix (masked entries come out exactly 0).
-        for (int64_t i = 0; i < g.T; ++i) {
-          T* row = P + i * g.S;
-          const int64_t end = std::isinf(Lr[i]) && Lr[i] < 0 ? 0 : g.visible_end(i);
-          attention_mask_row(row, end, g.S, keep);
-          row_exp(row, Lr[i], row, end);
+        const int64_t QB = g.row_block();
+        for (int64_t i0 = 0; i0 < g.T; i0 += QB) {
+          const int64_t rows = std::min(QB, g.T - i0), kend = g.visible_end(i0 + rows - 1);
+          if (kend == 0) continue;  // no query of the block sees a key: no gradient
+          attention_scores(g, Q, K, b, h, i0, rows, kend, P);
+          // P = exp(S - L) on visible keys; 0 on masked keys and empty rows (L = -inf).
+          // Vectorised: masked keys are set to -inf first, so one row_exp covers the
+          // visible prefix (masked entries come out exactly 0).
+          for (int64_t i = i0; i < i0 + rows; ++i) {
+            T* row = P + i * g.S;
+            const int64_t end = std::isinf(Lr[i]) && Lr[i] < 0 ? 0 : g.visible_end(i);
+            attention_mask_row(row, end, kend, keep);
+            row_exp(row, Lr[i], row, end);
+          }
+          const cpu::MatRef<T> Pb{P + i0 * g.S, g.S, false}, Pt{P + i0 * g.S, g.S, true};
+          const T beta = i0 == 0 ? T(0) : T(1);  // key-side gradients accumulate over blocks
+          if (need_v)                            // dV[0:kend] += P_blk^T dO_blk
+            cpu::gemm<T>(kend, g.Dv, rows, T(1), Pt, rows_from(GO.at(b, h), i0), beta, dV + bh * g.S * g.Dv,
+                         g.Dv);
+          if (!need_q && !need_k) continue;
+          // dP = dO V^T, then dS = P * (dP - rowsum(P * dP)) in place; rowsum(P * dP)
+          // equals rowsum(dO * O), so the output need not be saved.
+          T* dSb = dS + i0 * g.S;
+          cpu::gemm<T>(rows, kend, g.Dv, T(1), rows_from(GO.at(b, h), i0), V.at(b, h, true), T(0), dSb, g.S);
+          for (int64_t i = 0; i < rows; ++i) {
+            const T* p = P + (i0 + i) * g.S;
+            T* d = dSb + i * g.S;
+            const double delta = lane_sum(kend, [&](int64_t j) { return static_cast<double>(p[j]) * d[j]; });
+            const T dl = static_cast<T>(delta);
+            for (int64_t j = 0; j < kend; ++j) d[j] = p[j] * (d[j] - dl);
+          }
+          if (need_q)  // dQ_blk = scale * dS_blk K[0:kend]
+            cpu::gemm<T>(rows, g.D, kend, sc, cpu::MatRef<T>{dSb, g.S, false}, K.at(b, h), T(0),
+                         dQ + (bh * g.T + i0) * g.D, g.D);
+          if (need_k)  // dK[0:kend] += scale * dS_blk^T Q_blk
+            cpu::gemm<T>(kend, g.D, rows, sc, cpu::MatRef<T>{dSb, g.S, true}, rows_from(Q.at(b, h), i0), beta,
+                         dK + bh * g.S * g.D, g.D);
         }
-        if (need_v)  // dV = P^T dO
-          cpu::gemm<T>(g.S, g.Dv, g.T, T(1), cpu::MatRef<T>{P, g.S, true}, GO.at(b, h), T(0),
-                       dV + bh * g.S * g.Dv, g.Dv);
-        if (!need_q && !need_k) return;
-        // dP = dO V^T, then dS = P * (dP - rowsum(P * dP)) in place; rowsum(P * dP)
-        // equals rowsum(dO * O), so the output need not be saved.
-        T* dS = attention_scratch<T>(1, tile);
-        cpu::gemm<T>(g.T, g.S, g.Dv, T(1), GO.at(b, h), V.at(b, h, true), T(0), dS, g.S);
-        for (int64_t i = 0; i < g.T; ++i) {
-          const T* p = P + i * g.S;
-          T* d = dS + i * g.S;
-          double delta = 0;
-          for (int64_t j = 0; j < g.S; ++j) delta += static_cast<double>(p[j]) * d[j];
-          const T dl = static_cast<T>(delta);
-          for (int64_t j = 0; j < g.S; ++j) d[j] = p[j] * (d[j] - dl);
-        }
-        if (need_q)  // dQ = scale * dS K
-          cpu::gemm<T>(g.T, g.D, g.S, sc, cpu::MatRef<T>{dS, g.S, false}, K.at(b, h), T(0),
-                       dQ + bh * g.T * g.D, g.D);
-        if (need_k)  // dK = scale * dS^T Q
-          cpu::gemm<T>(g.S, g.D, g.T, sc, cpu::MatRef<T>{dS, g.S, true}, Q.at(b, h), T(0),
-                       dK + bh * g.S * g.D, g.D);
       } catch (...) {
         failed = true;
       }
@@ -215,30 +234,35 @@ inline Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, con
       try {
         const int64_t b = bh / g.H, h = bh % g.H;
         T* P = detail::attention_scratch<T>(0, static_cast<size_t>(g.T * g.S));
-        detail::attention_scores(g, Q, K, b, h, P);
         const unsigned char* keep = g.keep ? g.keep->data() + b * g.S : nullptr;
         T* Lr = L + bh * g.T;
-        // Row softmax with the vectorised helpers of softmax.hpp (scalar std::exp
-        // per score dominated the forward): masked keys become -inf, then max,
-        // exp and the double sum run over the dense visible prefix [0, end).
-        // lane_sum's order depends only on end, so results do not depend on the
-        // thread count.
-        for (int64_t i = 0; i < g.T; ++i) {
-          T* row = P + i * g.S;
-          const int64_t end = g.visible_end(i);
-          if (!detail::attention_mask_row(row, end, g.S, keep)) {  // no visible key: output row stays 0
-            std::fill(row, row + end, T(0));
-            Lr[i] = -std::numeric_limits<T>::infinity();
-            continue;
+        const int64_t QB = g.row_block();
+        for (int64_t i0 = 0; i0 < g.T; i0 += QB) {
+          const int64_t rows = std::min(QB, g.T - i0), kend = g.visible_end(i0 + rows - 1);
+          detail::attention_scores(g, Q, K, b, h, i0, rows, kend, P);
+          // Row softmax with the vectorised helpers of softmax.hpp (scalar std::exp
+          // per score dominated the forward): masked keys become -inf, then max,
+          // exp and the double sum run over the dense visible prefix [0, end).
+          // lane_sum's order depends only on end, so results do not depend on the
+          // thread count.
+          for (int64_t i = i0; i < i0 + rows; ++i) {
+            T* row = P + i * g.S;
+            const int64_t end = g.visible_end(i);
+            if (!detail::attention_mask_row(row, end, kend, keep)) {  // no visible key: output row stays 0
+              std::fill(row, row + end, T(0));
+              Lr[i] = -std::numeric_limits<T>::infinity();
+              continue;
+            }
+            const T mx = detail::row_max(row, end);
+            detail::row_exp(row, mx, row, end);
+            const double sum = detail::lane_sum(end, [&](int64_t j) { return static_cast<double>(row[j]); });
+            detail::RowArrayMut<T>(row, end) *= static_cast<T>(1.0 / sum);
+            Lr[i] = mx + static_cast<T>(std::log(sum));
           }
-          const T mx = detail::row_max(row, end);
-          detail::row_exp(row, mx, row, end);
-          const double sum = detail::lane_sum(end, [&](int64_t j) { return static_cast<double>(row[j]); });
-          detail::RowArrayMut<T>(row, end) *= static_cast<T>(1.0 / sum);
-          Lr[i] = mx + static_cast<T>(std::log(sum));
+          if (kend > 0)
+            cpu::gemm<T>(rows, g.Dv, kend, T(1), cpu::MatRef<T>{P + i0 * g.S, g.S, false}, V.at(b, h), T(0),
+                         O + (bh * g.T + i0) * g.Dv, g.Dv);
         }
-        cpu::gemm<T>(g.T, g.Dv, g.S, T(1), cpu::MatRef<T>{P, g.S, false}, V.at(b, h), T(0),
-                     O + bh * g.T * g.Dv, g.Dv);
       } catch (...) {
         failed = true;
       }

@@ -2,6 +2,7 @@
 // Element-wise ops. Each op is its forward kernel (a lambda over one element)
 // plus its backward right below it. Binary ops broadcast; their backward
 // sums the gradient back to each input's shape (sum_to).
+#include <Eigen/Core>
 #include <cmath>
 
 #include "../autograd/node.hpp"
@@ -254,32 +255,86 @@ inline Tensor relu(const Tensor& x) {
       "relu", x, [](auto v) { return v > 0 ? v : decltype(v)(0); },
       [](auto v, auto) { return static_cast<decltype(v)>(v > 0); });
 }
+namespace detail {
+
+// A unary op computed block by block on contiguous data with Eigen arrays, so
+// transcendental functions (tanh, exp) use Eigen's vectorised versions rather
+// than scalar libm calls (GELU was 40% of a GPT training step that way).
+// fwd(const T* x, T* y, n); bwd(const T* g, const T* x, T* dx, n). Saves x.
+inline constexpr int64_t kUnaryBlock = 4096;
+template <typename Fwd, typename Bwd>
+Tensor unary_blocks(const char* op, const Tensor& x, Fwd fwd, Bwd bwd) {
+  Tensor xc = x.contiguous().detach();
+  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  visit_float(x.dtype(), op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* xp = xc.data_ptr<T>();
+    T* yp = y.data_ptr<T>();
+    cpu::parallel_for(0, xc.numel(), kUnaryBlock * 4, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; i += kUnaryBlock) fwd(xp + i, yp + i, std::min(kUnaryBlock, e - i));
+    });
+  });
+  return record(op, y, {x}, [xc, bwd, op](const Tensor& g, const Node&) -> std::vector<Tensor> {
+    Tensor gc = g.contiguous();
+    Tensor dx = Tensor::empty(xc.shape(), xc.dtype());
+    visit_float(xc.dtype(), op, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      const T* gp = gc.data_ptr<T>();
+      const T* xp = xc.data_ptr<T>();
+      T* dp = dx.data_ptr<T>();
+      cpu::parallel_for(0, xc.numel(), kUnaryBlock * 4, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; i += kUnaryBlock)
+          bwd(gp + i, xp + i, dp + i, std::min(kUnaryBlock, e - i));
+      });
+    });
+    return {dx};
+  });
+}
+
+template <typename T>
+using VArr = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+template <typename T>
+using VArrMut = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+
+}  // namespace detail
+
+// x * sigmoid(x); sigmoid = 0.5 (1 + tanh(x/2)) keeps it finite for any x.
 inline Tensor silu(const Tensor& x) {
-  return detail::unary(
-      "silu", x, [](auto v) { return v / (1 + std::exp(-v)); },
-      [](auto v, auto) {
-        auto s = 1 / (1 + std::exp(-v));
-        return s * (1 + v * (1 - s));
+  return detail::unary_blocks(
+      "silu", x,
+      [](const auto* xp, auto* yp, int64_t n) {
+        using T = std::remove_cv_t<std::remove_pointer_t<decltype(yp)>>;
+        auto v = detail::VArr<T>(xp, n);
+        detail::VArrMut<T>(yp, n) = v * (T(0.5) + T(0.5) * (v * T(0.5)).tanh());
+      },
+      [](const auto* gp, const auto* xp, auto* dp, int64_t n) {
+        using T = std::remove_cv_t<std::remove_pointer_t<decltype(dp)>>;
+        auto v = detail::VArr<T>(xp, n);
+        auto sg = (T(0.5) + T(0.5) * (v * T(0.5)).tanh()).eval();
+        detail::VArrMut<T>(dp, n) = detail::VArr<T>(gp, n) * sg * (T(1) + v * (T(1) - sg));
       });
 }
 
 inline Tensor gelu(const Tensor& x, GeluApprox approx) {
   if (approx == GeluApprox::Tanh) {
-    // 0.5 x (1 + tanh(k (x + 0.044715 x^3))), k = sqrt(2/pi)
-    return detail::unary(
+    // 0.5 x (1 + tanh(u)), u = k (x + 0.044715 x^3), k = sqrt(2/pi);
+    // d/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 * 0.044715 x^2).
+    return detail::unary_blocks(
         "gelu_tanh", x,
-        [](auto v) {
-          using T = decltype(v);
-          const T k = T(0.7978845608028654);
-          return T(0.5) * v * (T(1) + std::tanh(k * (v + T(0.044715) * v * v * v)));
+        [](const auto* xp, auto* yp, int64_t n) {
+          using T = std::remove_cv_t<std::remove_pointer_t<decltype(yp)>>;
+          const T k = T(0.7978845608028654), c = T(0.044715);
+          auto v = detail::VArr<T>(xp, n);
+          detail::VArrMut<T>(yp, n) = T(0.5) * v * (T(1) + (k * (v + c * v * v * v)).tanh());
         },
-        [](auto v, auto) {
-          using T = decltype(v);
-          const T k = T(0.7978845608028654);
-          T u = k * (v + T(0.044715) * v * v * v);
-          T th = std::tanh(u);
-          T du = k * (T(1) + T(3 * 0.044715) * v * v);
-          return T(0.5) * (T(1) + th) + T(0.5) * v * (T(1) - th * th) * du;
+        [](const auto* gp, const auto* xp, auto* dp, int64_t n) {
+          using T = std::remove_cv_t<std::remove_pointer_t<decltype(dp)>>;
+          const T k = T(0.7978845608028654), c = T(0.044715);
+          auto v = detail::VArr<T>(xp, n);
+          auto t = (k * (v + c * v * v * v)).tanh().eval();
+          detail::VArrMut<T>(dp, n) =
+              detail::VArr<T>(gp, n) *
+              (T(0.5) * (T(1) + t) + T(0.5) * v * (T(1) - t * t) * k * (T(1) + T(3) * c * v * v));
         });
   }
   // x Phi(x) with Phi the normal CDF.
