@@ -22,3 +22,11 @@
 #define NEXTQUILL_WITH_OPENMP 0
 #endif
 #endif
+
+// nextquill parallelises its own loops (and splits GEMMs by rows); Eigen's
+// internal OpenMP GEMM threading would nest inside them and make results
+// depend on scheduling, so it is off unless the user says otherwise (define
+// the macro before including Eigen, or build through CMake which sets it).
+#ifndef EIGEN_DONT_PARALLELIZE
+#define EIGEN_DONT_PARALLELIZE
+#endif

@@ -2,11 +2,13 @@
 // One GEMM entry point for the CPU: C = alpha * op(A) op(B) + beta * C on
 // row-major strided matrices. Two kernels sit behind it: OpenBLAS's cblas
 // (when built with NEXTQUILL_WITH_BLAS) and Eigen's own, chosen at run time
-// (set_gemm_backend, or NQ_GEMM=blas|eigen). Both take transposes as flags,
+// (set_gemm_backend, or NQ_GEMM=blas|eigen; default: see
+// default_gemm_backend). Both take transposes as flags,
 // so a transposed view never needs a copy. Why both: which is faster depends
 // on the CPU and the BLAS build (OpenBLAS 0.3.21 does not know Zen 5 and
 // falls back to AVX2 kernels there, where Eigen's AVX-512 kernel wins); see
 // docs/benchmarks.md.
+#include "../config.hpp"  // before Eigen: sets EIGEN_DONT_PARALLELIZE
 #include <Eigen/Core>
 #include <cstdint>
 #include <cstdlib>
@@ -21,6 +23,27 @@ namespace nq {
 enum class GemmBackend { Blas, Eigen };
 
 namespace cpu {
+// The default when NQ_GEMM is unset: BLAS, except where OpenBLAS runs kernels
+// narrower than the AVX-512 code Eigen was compiled to (an OpenBLAS that does
+// not know the CPU, e.g. 0.3.21 on Zen 5, picks its Haswell/Zen AVX2 kernels
+// and is ~1.4x slower than Eigen there).
+inline GemmBackend default_gemm_backend() {
+#if NEXTQUILL_WITH_BLAS
+#if defined(OPENBLAS_VERSION) && defined(EIGEN_VECTORIZE_AVX512) && (defined(__GNUC__) || defined(__clang__))
+  if (__builtin_cpu_supports("avx512f")) {
+    const char* core = openblas_get_corename();
+    const bool wide = core && (std::strstr(core, "kylakex") || std::strstr(core, "ooperlake") ||
+                               std::strstr(core, "apphire") || std::strstr(core, "KYLAKEX") ||
+                               std::strstr(core, "OOPERLAKE") || std::strstr(core, "APPHIRE"));
+    if (!wide) return GemmBackend::Eigen;
+  }
+#endif
+  return GemmBackend::Blas;
+#else
+  return GemmBackend::Eigen;
+#endif
+}
+
 inline GemmBackend& gemm_backend_ref() {
   static GemmBackend b = [] {
     const char* env = std::getenv("NQ_GEMM");
@@ -31,7 +54,7 @@ inline GemmBackend& gemm_backend_ref() {
       return GemmBackend::Blas;
     }
     NQ_CHECK(!env || !*env, "gemm", "NQ_GEMM='", env, "' is not one of: blas, eigen");
-    return NEXTQUILL_WITH_BLAS ? GemmBackend::Blas : GemmBackend::Eigen;
+    return default_gemm_backend();
   }();
   return b;
 }

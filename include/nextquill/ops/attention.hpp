@@ -14,6 +14,8 @@
 // parallel work.
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
+#include <new>
 #include <cmath>
 #include <limits>
 #include <memory>
@@ -29,13 +31,29 @@ namespace nq {
 namespace detail {
 
 // Per-thread scratch tiles (slot 0: scores/probabilities, slot 1: dP/dS).
-// Grown on demand and kept for the thread's lifetime. resize may throw, so
-// callers catch inside the parallel region.
+// Grown on demand and kept for the thread's lifetime. 64-byte aligned: Eigen's
+// vectorised row ops (exp, sums) peel unaligned heads with scalar code, so a
+// buffer whose alignment differed between threads would make results depend
+// on which thread ran a (batch, head) pair. Allocation may throw, so callers
+// catch inside the parallel region.
 template <typename T>
 T* attention_scratch(int slot, size_t n) {
-  thread_local std::vector<T> buf[2];
-  if (buf[slot].size() < n) buf[slot].resize(n);
-  return buf[slot].data();
+  struct Buf {
+    T* p = nullptr;
+    size_t n = 0;
+    ~Buf() { std::free(p); }
+  };
+  thread_local Buf buf[2];
+  Buf& b = buf[slot];
+  if (b.n < n) {
+    std::free(b.p);
+    b.p = nullptr, b.n = 0;
+    const size_t bytes = (n * sizeof(T) + 63) / 64 * 64;
+    b.p = static_cast<T*>(std::aligned_alloc(64, bytes));
+    if (!b.p) throw std::bad_alloc();
+    b.n = n;
+  }
+  return b.p;
 }
 
 // A (B,H,R,C) operand read per (b,h) as a row-major (R,C) matrix with leading
@@ -150,7 +168,7 @@ inline std::vector<Tensor> attention_backward(const AttnGeom& g, const Tensor& q
             attention_mask_row(row, end, kend, keep);
             row_exp(row, Lr[i], row, end);
           }
-          const cpu::MatRef<T> Pb{P + i0 * g.S, g.S, false}, Pt{P + i0 * g.S, g.S, true};
+          const cpu::MatRef<T> Pt{P + i0 * g.S, g.S, true};
           const T beta = i0 == 0 ? T(0) : T(1);  // key-side gradients accumulate over blocks
           if (need_v)                            // dV[0:kend] += P_blk^T dO_blk
             cpu::gemm<T>(kend, g.Dv, rows, T(1), Pt, rows_from(GO.at(b, h), i0), beta, dV + bh * g.S * g.Dv,

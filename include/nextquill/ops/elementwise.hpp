@@ -2,6 +2,7 @@
 // Element-wise ops. Each op is its forward kernel (a lambda over one element)
 // plus its backward right below it. Binary ops broadcast; their backward
 // sums the gradient back to each input's shape (sum_to).
+#include "../config.hpp"  // before Eigen: sets EIGEN_DONT_PARALLELIZE
 #include <Eigen/Core>
 #include <cmath>
 

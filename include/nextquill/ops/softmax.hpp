@@ -10,6 +10,7 @@
 // Fully masked rows (all -inf): softmax gives zeros rather than NaN,
 // log_softmax gives -inf, logsumexp gives -inf, and the gradient of such a row
 // is 0 for all three. (+inf or NaN inputs propagate NaN, as in PyTorch.)
+#include "../config.hpp"  // before Eigen: sets EIGEN_DONT_PARALLELIZE
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
