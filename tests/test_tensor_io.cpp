@@ -19,8 +19,18 @@ namespace {
 // same values in torch and compares.
 
 std::map<std::string, nq::io::RawTensor> reference_tensors() {
-  std::vector<float> v = {0.0f, -0.0f, 1.0f, -2.5f, 3.14159265f, 1e-3f, 65504.0f, 1e-8f, -1e20f, 0.33333334f,
-                          std::numeric_limits<float>::infinity(), 6.1e-5f};
+  std::vector<float> v = {0.0f,
+                          -0.0f,
+                          1.0f,
+                          -2.5f,
+                          3.14159265f,
+                          1e-3f,
+                          65504.0f,
+                          1e-8f,
+                          -1e20f,
+                          0.33333334f,
+                          std::numeric_limits<float>::infinity(),
+                          6.1e-5f};
   nq::Tensor f = nq::from_vector(v, {3, 4});
   std::map<std::string, nq::io::RawTensor> m;
   m["f32"] = nq::io::to_raw(f, "F32");
@@ -35,9 +45,14 @@ std::map<std::string, nq::io::RawTensor> reference_tensors() {
 }  // namespace
 
 TEST_CASE("tensor_io: F16/BF16 round to nearest even, keep inf/nan, and read back") {
-  const std::vector<float> v = {1.0f, 1.0009765625f /* 1 + 2^-10: exact in f16 */, 1.00048828125f /* tie */,
-                                65519.0f, 65520.0f /* rounds to inf */, 5.96e-8f /* smallest subnormal */,
-                                -0.0f, std::numeric_limits<float>::quiet_NaN()};
+  const std::vector<float> v = {1.0f,
+                                1.0009765625f /* 1 + 2^-10: exact in f16 */,
+                                1.00048828125f /* tie */,
+                                65519.0f,
+                                65520.0f /* rounds to inf */,
+                                5.96e-8f /* smallest subnormal */,
+                                -0.0f,
+                                std::numeric_limits<float>::quiet_NaN()};
   nq::Tensor t = nq::from_vector(v, {8});
   auto h = nq::io::as_f32(nq::io::to_raw(t, "F16"));
   CHECK(h[0] == 1.0f);
@@ -66,7 +81,9 @@ TEST_CASE("tensor_io: save_tensors/load_tensors round trip with metadata") {
   CHECK(l.metadata.at("note") == "hello");
   CHECK(l.tensors.at("a").to_vector<float>() == a.to_vector<float>());
   CHECK(l.tensors.at("ids").to_vector<int64_t>() == ids.to_vector<int64_t>());
-  CHECK(nqtest::contains(nqtest::error_of([&] { nq::io::save_tensors(path, {{"a", a}, {"a", a}}); }),
+  CHECK(nqtest::contains(nqtest::error_of([&] {
+                           nq::io::save_tensors(path, {{"a", a}, {"a", a}});
+                         }),
                          "duplicate tensor name 'a'"));
   std::filesystem::remove(path);
 }
