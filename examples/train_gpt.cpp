@@ -3,8 +3,8 @@
 // a few minutes, with a progress bar, periodic atomic checkpoints, resume,
 // and a generated sample at the end.
 //
-//   train_gpt [--steps 600] [--out runs/train_gpt] [--resume] [--stop-after N]
-//             [--threads 2] [--data FILE] [--ckpt-every 100] [--seed 1]
+//   train_gpt [--steps 1000] [--out runs/train_gpt] [--resume] [--stop-after N]
+//             [--threads 2] [--data FILE] [--ckpt-every 100] [--seed 1] [--lr 3e-3]
 //
 // --stop-after N stops (after checkpointing) at step N, as if interrupted;
 // running again with --resume continues exactly where it stopped: the
@@ -26,9 +26,10 @@
 namespace {
 
 struct Args {
-  int64_t steps = 600, stop_after = -1, ckpt_every = 100, batch = 8, ctx = 256, eval_every = 100;
+  int64_t steps = 1000, stop_after = -1, ckpt_every = 100, batch = 8, ctx = 256, eval_every = 100;
   int threads = 2;
   uint64_t seed = 1;
+  double lr = 3e-3;
   bool resume = false;
   std::string out = "runs/train_gpt";
   std::string data = std::string(NQ_EXAMPLES_DATA_DIR) + "/tiny_shakespeare.txt";
@@ -37,7 +38,7 @@ struct Args {
 [[noreturn]] void usage(int code) {
   std::fprintf(code ? stderr : stdout,
                "usage: train_gpt [--steps N] [--out DIR] [--resume] [--stop-after N] [--threads N]\n"
-               "                 [--data FILE] [--ckpt-every N] [--seed S]\n");
+               "                 [--data FILE] [--ckpt-every N] [--seed S] [--lr 3e-3]\n");
   std::exit(code);
 }
 
@@ -61,6 +62,8 @@ Args parse(int argc, char** argv) {
         a.ckpt_every = std::stoll(val());
       else if (k == "--threads")
         a.threads = std::stoi(val());
+      else if (k == "--lr")
+        a.lr = std::stod(val());
       else if (k == "--seed")
         a.seed = std::stoull(val());
       else if (k == "--out")
@@ -126,7 +129,7 @@ int main(int argc, char** argv) try {
   auto cfg = nq::CausalLMConfig::gpt2(256, a.ctx, 256, 4, 4);
   nq::CausalLM model(cfg, a.seed);
   nq::optim::AdamWOptions ao;
-  ao.lr = 1e-3, ao.beta1 = 0.9, ao.beta2 = 0.95;
+  ao.lr = a.lr, ao.beta1 = 0.9, ao.beta2 = 0.95;
   nq::optim::AdamW opt(nq::optim::make_param_groups(model.named_parameters(), 0.1), ao);
   nq::optim::LRScheduler sched(opt, nq::optim::Warmup(nq::optim::CosineLR(a.steps, 0.1), a.steps / 20 + 1));
   nq::Generator data_rng(a.seed * 7919 + 1);
