@@ -12,6 +12,7 @@ PACKAGES=(
   doctest-dev
   nlohmann-json3-dev
   libbenchmark-dev
+  wordnet-base  # WordNet 3.0 dictionary files for METEOR synonyms (eval/wordnet.hpp)
 )
 
 missing=()
