@@ -5,7 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
-#include <nextquill/causal/loss.hpp>
+#include <nextquill/causal/causal.hpp>
 #include <nextquill/nextquill.hpp>
 #include <string>
 
