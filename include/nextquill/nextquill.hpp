@@ -43,6 +43,7 @@
 #include "data/unicode.hpp"
 #include "causal/causal.hpp"
 #include "eval/metrics.hpp"
+#include "io/atomic_file.hpp"
 #include "io/checkpoint.hpp"
 #include "optim/optim.hpp"
 #include "util/progress.hpp"

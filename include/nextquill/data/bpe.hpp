@@ -47,12 +47,7 @@
 
 #include "nextquill/core/error.hpp"
 #include "nextquill/data/unicode.hpp"
-
-#ifdef _WIN32
-#include <process.h>
-#else
-#include <unistd.h>
-#endif
+#include "nextquill/io/atomic_file.hpp"
 
 namespace nq::data {
 
@@ -328,32 +323,9 @@ inline std::string read_text_file(const std::string& path) {
   return ss.str();
 }
 
-// Writes <path>.tmp.<pid> and renames it over <path>.
+// Writes <path> atomically (io/atomic_file.hpp).
 inline void write_text_file_atomic(const std::string& path, const std::string& data) {
-#ifdef _WIN32
-  const std::string tmp = path + ".tmp." + std::to_string(_getpid());
-#else
-  const std::string tmp = path + ".tmp." + std::to_string(getpid());
-#endif
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail("BPETokenizer", "cannot open '", tmp, "' for writing");
-    out.write(data.data(), std::streamsize(data.size()));
-    out.flush();
-    if (!out) {
-      out.close();
-      std::error_code ec;
-      std::filesystem::remove(tmp, ec);
-      fail("BPETokenizer", "write to '", tmp, "' failed");
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::error_code ec2;
-    std::filesystem::remove(tmp, ec2);
-    fail("BPETokenizer", "cannot rename '", tmp, "' to '", path, "': ", ec.message());
-  }
+  io::write_file_atomic(path, "BPETokenizer", data);
 }
 
 // A JSON string literal the way Python's json.dumps writes it by default

@@ -314,13 +314,7 @@ inline void save_hf(const CausalLM& model, const std::string& dir) {
     out.emplace_back(e.hf, e.transpose ? t.t().contiguous() : t);
   }
   save_tensors(dir + "/model.safetensors", out, {{"format", "pt"}});
-  const std::string tmp = dir + "/config.json.tmp";
-  {
-    std::ofstream f(tmp);
-    NQ_CHECK(f, "hf", "cannot write '", tmp, "'");
-    f << j.dump(2) << "\n";
-  }
-  fs::rename(tmp, dir + "/config.json");
+  write_file_atomic(dir + "/config.json", "hf", j.dump(2) + "\n");
 }
 
 }  // namespace nq::io

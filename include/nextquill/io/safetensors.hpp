@@ -18,13 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "atomic_file.hpp"
 #include "nextquill/core/error.hpp"
-
-#ifdef _WIN32
-#include <process.h>
-#else
-#include <unistd.h>
-#endif
 
 namespace nq::io {
 
@@ -297,35 +292,15 @@ inline std::vector<uint8_t> serialize_safetensors(const SafetensorsFile& f) {
   return out;
 }
 
-// Writes <path>.tmp.<pid> and renames it over <path>, so readers never see a
-// half-written file (atomic on POSIX; not fsync'ed, so not crash-durable).
+// Writes the file atomically (io/atomic_file.hpp): readers never see a
+// half-written file.
 inline void write_safetensors(const std::string& path, const SafetensorsFile& f) {
   const std::string hdr = detail::build_header(f, path);  // validates before touching disk
-#ifdef _WIN32
-  const std::string tmp = path + ".tmp." + std::to_string(_getpid());
-#else
-  const std::string tmp = path + ".tmp." + std::to_string(getpid());
-#endif
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail("safetensors", path, ": cannot open '", tmp, "' for writing");
+  write_file_atomic(path, "safetensors", [&](std::ostream& out) {
     out.write(hdr.data(), std::streamsize(hdr.size()));
     for (const auto& [name, t] : f.tensors)
       out.write(reinterpret_cast<const char*>(t.bytes.data()), std::streamsize(t.bytes.size()));
-    out.close();
-    if (!out) {
-      std::error_code ec;
-      std::filesystem::remove(tmp, ec);
-      fail("safetensors", path, ": write to '", tmp, "' failed");
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::error_code ec2;
-    std::filesystem::remove(tmp, ec2);
-    fail("safetensors", path, ": cannot rename '", tmp, "': ", ec.message());
-  }
+  });
 }
 
 namespace detail {
