@@ -11,19 +11,9 @@
 
 namespace {
 
-const std::string kFix = NQ_TEST_DATA_DIR;
+using nqtest::max_rel_err;
 
-// max |a-b| / max |b| over all elements (the "max relative error").
-double max_rel_err(const nq::Tensor& a, const nq::Tensor& b) {
-  REQUIRE(a.shape() == b.shape());
-  auto av = a.to_vector<double>(), bv = b.to_vector<double>();
-  double num = 0, den = 0;
-  for (size_t i = 0; i < av.size(); ++i) {
-    num = std::max(num, std::abs(av[i] - bv[i]));
-    den = std::max(den, std::abs(bv[i]));
-  }
-  return num / std::max(den, 1e-30);
-}
+const std::string kFix = NQ_TEST_DATA_DIR;
 
 }  // namespace
 

@@ -1,5 +1,8 @@
 #pragma once
 // Small helpers shared by the test files.
+#include <algorithm>
+#include <cmath>
+#include <limits>
 #include <nextquill/nextquill.hpp>
 #include <string>
 #include <vector>
@@ -19,6 +22,19 @@ std::string error_of(F&& f) {
     return e.what();
   }
   return "";
+}
+
+// max |a - b| / max |b| over all elements: the "max relative error" the
+// fixture tests state their tolerances in.
+inline double max_rel_err(const nq::Tensor& a, const nq::Tensor& b) {
+  if (a.shape() != b.shape()) return std::numeric_limits<double>::infinity();
+  auto av = a.to_vector<double>(), bv = b.to_vector<double>();
+  double num = 0, den = 0;
+  for (size_t i = 0; i < av.size(); ++i) {
+    num = std::max(num, std::abs(av[i] - bv[i]));
+    den = std::max(den, std::abs(bv[i]));
+  }
+  return num / std::max(den, 1e-30);
 }
 
 inline bool contains(const std::string& s, const std::string& part) {
