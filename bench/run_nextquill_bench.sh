@@ -121,14 +121,14 @@ for key in order:
     if nq_ratio is not None and bar is not None:
         verdict = " ok" if nq_ratio <= bar else " OVER"
     print(f"| {key[0]} | {key[1]} | {num(nq_c, 'step_s', '.4f')} | "
-          f"{num(nq_n, 'step_s', '.4f')} | {fmt(nq_ratio)}{verdict} | {fmt(bar)} | "
+          f"{num(nq_n, 'step_s', '.4f')} | {fmt(nq_ratio, '.3f')}{verdict} | {fmt(bar, '.3f')} | "
           f"{num(pt_c, 'step_s', '.4f')} | {num(pt_n, 'step_s', '.4f')} | "
-          f"{fmt(div(step(pt_n), step(pt_c)))} | {fmt(div(step(pt_n), step(nq_n)))} | "
+          f"{fmt(div(step(pt_n), step(pt_c)), '.3f')} | {fmt(div(step(pt_n), step(nq_n)))} | "
           f"{num(nq_n, 'peak_rss_mb', '.1f')} | {num(pt_n, 'peak_rss_mb', '.1f')} |")
 print()
 print(f"torch version: {versions.get('torch', 'n/a')}")
-if have_bin:
-    print(f"nextquill version: {versions.get('nextquill', 'n/a')}")
+if "nextquill" in versions:
+    print(f"nextquill version: {versions['nextquill']}")
 if not have_bin:
     print("nextquill: bench_nextquill binary not built; its columns are n/a")
 EOF
