@@ -40,6 +40,7 @@
 #include "data/bpe_trainer.hpp"
 #include "data/personalization.hpp"
 #include "data/prompt.hpp"
+#include "data/text_corpus.hpp"
 #include "data/unicode.hpp"
 #include "causal/causal.hpp"
 #include "eval/metrics.hpp"

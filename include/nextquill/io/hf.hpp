@@ -260,8 +260,9 @@ inline std::shared_ptr<CausalLM> load_hf(const std::string& dir, DType dtype = k
 }
 
 // Writes config.json + model.safetensors in the Hugging Face layout of the
-// model's arch (gpt2, llama or qwen2), so transformers can load it.
-inline void save_hf(const CausalLM& model, const std::string& dir) {
+// model's arch (gpt2, llama or qwen2), so transformers can load it. `dtype`
+// is the safetensors dtype of the weights ("F32", "BF16" or "F16").
+inline void save_hf(const CausalLM& model, const std::string& dir, const std::string& dtype = "F32") {
   namespace fs = std::filesystem;
   fs::create_directories(dir);
   const CausalLMConfig& c = model.config();
@@ -313,7 +314,10 @@ inline void save_hf(const CausalLM& model, const std::string& dir) {
     Tensor t = params.at(e.nq);
     out.emplace_back(e.hf, e.transpose ? t.t().contiguous() : t);
   }
-  save_tensors(dir + "/model.safetensors", out, {{"format", "pt"}});
+  NQ_CHECK(dtype == "F32" || dtype == "BF16" || dtype == "F16", "hf",
+           "save_hf: dtype must be F32, BF16 or F16, got '", dtype, "'");
+  j["torch_dtype"] = dtype == "F32" ? "float32" : dtype == "BF16" ? "bfloat16" : "float16";
+  save_tensors(dir + "/model.safetensors", out, {{"format", "pt"}}, dtype);
   write_file_atomic(dir + "/config.json", "hf", j.dump(2) + "\n");
 }
 
