@@ -102,27 +102,47 @@ class ArgParser {
   }
 
   std::string help() const {
-    std::string s = "usage: " + prog_;
+    // Built by appending only: GCC 12 reports false overflows on chains of
+    // string operator+ here (-Wstringop-overflow, GCC bug 105329).
+    std::string s = "usage: ";
+    s.append(prog_);
+    const size_t indent = s.size();
+    size_t col = s.size();
     for (const Flag& f : flags_) {
-      std::string one = f.name + (f.is_switch ? "" : " " + f.metavar);
-      s += f.is_required ? " " + one : " [" + one + "]";
+      std::string one;
+      if (!f.is_required) one.push_back('[');
+      one.append(f.name);
+      if (!f.is_switch) one.append(" ").append(f.metavar);
+      if (!f.is_required) one.push_back(']');
+      if (col + 1 + one.size() > 100) {
+        s.push_back('\n');
+        s.append(indent, ' ');
+        col = indent;
+      }
+      s.push_back(' ');
+      s.append(one);
+      col += 1 + one.size();
     }
-    s += "\n\n" + summary_ + "\n\noptions:\n";
+    s.append("\n\n").append(summary_).append("\n\noptions:\n");
     for (const Flag& f : flags_) {
-      std::string left = "  " + f.name + (f.is_switch ? "" : " " + f.metavar);
-      if (left.size() < 26)
+      std::string left = "  ";
+      left.append(f.name);
+      if (!f.is_switch) left.append(" ").append(f.metavar);
+      if (left.size() < 26) {
         left.resize(26, ' ');
-      else
-        left += "\n" + std::string(26, ' ');
-      std::string right = f.help;
+      } else {
+        left.push_back('\n');
+        left.append(26, ' ');
+      }
+      s.append(left).append(f.help);
       if (f.is_required)
-        right += " (required)";
-      else if (!f.is_switch && !f.def.empty())
-        right += " [default: " + f.def + "]";
-      s += left + right + "\n";
+        s.append(" (required)");
+      else if (!f.is_switch && !f.def.empty() && f.def != "nan" && f.def != "-nan")
+        s.append(" [default: ").append(f.def).append("]");
+      s.push_back('\n');
     }
-    s += "  -h, --help                show this help\n";
-    if (!epilog_.empty()) s += "\n" + epilog_ + "\n";
+    s.append("  -h, --help              show this help\n");
+    if (!epilog_.empty()) s.append("\n").append(epilog_).append("\n");
     return s;
   }
   const std::string& prog() const { return prog_; }

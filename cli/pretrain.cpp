@@ -8,6 +8,7 @@
 
 #include "args.hpp"
 #include "commands.hpp"
+#include "pretrainer.hpp"
 #include "run_dir.hpp"
 
 namespace nqcli {
@@ -137,34 +138,24 @@ std::vector<std::string> load_corpus(const std::string& dir, std::string& source
 
 }  // namespace
 
-int cmd_pretrain(int argc, char** argv) {
-  std::string data, out, config_file, init;
-  int64_t steps = -1, stop_after = -1;
-  uint64_t seed = 1;
-  int threads = default_threads();
-  bool resume = false;
-  ArgParser p("nextquill pretrain",
-              "Trains a byte-level BPE tokenizer and a base causal language model on DIR/pretrain.jsonl\n"
-              "({\"text\": ...} per line), or on the texts of DIR/train.jsonl when there is no\n"
-              "pretrain.jsonl. RUN gets the model (Hugging Face layout: config.json + model.safetensors),\n"
-              "the tokenizer, pretrain_config.json, losses.tsv and checkpoint.safetensors (every\n"
-              "ckpt_every steps; --resume continues exactly where a stopped run left off).");
-  p.add("--data", &data, "DIR", "dataset directory").required();
-  p.add("--out", &out, "RUN", "output run directory").required();
-  p.add("--config", &config_file, "FILE", "JSON overriding pretraining settings (see docs/cli.md)");
-  p.add("--steps", &steps, "N", "optimizer steps (overrides the config; default 6000)");
-  p.add("--seed", &seed, "S", "seed for initialisation and data sampling");
-  p.add("--threads", &threads, "N", "CPU threads");
-  p.add("--init", &init, "HF_DIR",
-        "start from a Hugging Face GPT-2/Llama/Qwen2 directory (and its tokenizer)");
-  p.flag("--resume", &resume, "continue from RUN/checkpoint.safetensors");
-  p.add("--stop-after", &stop_after, "N", "checkpoint and stop at step N (as if interrupted)");
-  if (!p.parse(argc, argv, 2)) return 0;
-  require(threads >= 1, p.prog(), "--threads must be >= 1");
+void run_pretrain(const PretrainArgs& a, const std::string& command) {
+  const std::string &data = a.data, &out = a.out, &init = a.init;
+  // A dataset may ship its own defaults (DIR/pretrain_config.json), like its prompt.json.
+  std::string config_file = a.config_file;
+  if (config_file.empty() && fs::exists(fs::path(data) / "pretrain_config.json")) {
+    config_file = (fs::path(data) / "pretrain_config.json").string();
+    std::printf("settings: %s (the dataset's defaults)\n", config_file.c_str());
+  }
+  const int64_t steps = a.steps, stop_after = a.stop_after;
+  const uint64_t seed = a.seed;
+  const int threads = a.threads;
+  const bool resume = a.resume;
+  const nlohmann::json& overrides = a.overrides;
   nq::set_num_threads(threads);
 
   PretrainConfig cfg;
   if (!config_file.empty()) cfg.update(read_json(config_file), config_file);
+  if (!overrides.is_null()) cfg.update(overrides, "settings");
   if (steps >= 0) cfg.steps = steps;
   cfg.validate(config_file.empty() ? "defaults" : config_file);
 
@@ -230,8 +221,9 @@ int cmd_pretrain(int argc, char** argv) {
     model = std::make_shared<nq::CausalLM>(mc, seed);
   }
   const int64_t T = cfg.seq_len, B = cfg.batch_size;
-  NQ_CHECK(valid.size() > T + 1, "pretrain", "the validation texts hold ", valid.size(),
-           " tokens, fewer than one window of ", T + 1, "; use a larger valid_fraction");
+  // A small corpus gets shorter validation windows rather than an error.
+  const int64_t Tv = std::min(T, valid.size() - 1);
+  NQ_CHECK(Tv >= 1, "pretrain", "the validation texts hold ", valid.size(), " tokens; use a larger valid_fraction");
   NQ_CHECK(train.size() > T + 1, "pretrain", "the corpus holds ", train.size(),
            " tokens, fewer than one window");
 
@@ -266,14 +258,15 @@ int cmd_pretrain(int argc, char** argv) {
       static_cast<long long>(cfg.steps), static_cast<long long>(B), static_cast<long long>(T), threads);
 
   const int64_t V = mc.vocab_size;
-  auto lm_loss = [&](const nq::Tensor& d) {
-    nq::Tensor logits = model->forward(d.narrow(1, 0, T));
-    return nq::cross_entropy(logits.reshape({-1, V}), d.narrow(1, 1, T).contiguous().reshape({-1}));
+  auto lm_loss = [&](const nq::Tensor& d) {  // d: (B, L+1) windows
+    const int64_t L = d.size(1) - 1;
+    nq::Tensor logits = model->forward(d.narrow(1, 0, L));
+    return nq::cross_entropy(logits.reshape({-1, V}), d.narrow(1, 1, L).contiguous().reshape({-1}));
   };
   auto val_loss = [&] {
     nq::NoGradGuard ng;
     double s = 0;
-    for (int64_t i = 0; i < cfg.eval_batches; ++i) s += lm_loss(valid.window(i, B, T + 1)).item();
+    for (int64_t i = 0; i < cfg.eval_batches; ++i) s += lm_loss(valid.window(i, B, Tv + 1)).item();
     return s / double(cfg.eval_batches);
   };
   auto save_ckpt = [&] {
@@ -322,13 +315,13 @@ int cmd_pretrain(int argc, char** argv) {
     if (step == stop_after) {
       bar.finish("stopped at step " + std::to_string(step) + " (checkpoint " + ckpt +
                  "); rerun with --resume");
-      return 0;
+      return;
     }
   }
   bar.finish();
   const double vl = val_loss();
   nlohmann::json meta = {{"kind", "base"},
-                         {"command", command_line(argc, argv)},
+                         {"command", command},
                          {"finished", now_utc()},
                          {"corpus", source},
                          {"corpus_texts", texts.size()},
@@ -345,6 +338,36 @@ int cmd_pretrain(int argc, char** argv) {
   save_run(out, *model, tok, meta, cfg.export_dtype);
   std::printf("validation loss %.4f (perplexity %.2f per token); base model written to %s\n", vl,
               std::exp(vl), out.c_str());
+}
+
+int cmd_pretrain(int argc, char** argv) {
+  PretrainArgs a;
+  a.threads = default_threads();
+  auto &data = a.data, &out = a.out, &config_file = a.config_file, &init = a.init;
+  auto &steps = a.steps, &stop_after = a.stop_after;
+  auto& seed = a.seed;
+  auto& threads = a.threads;
+  auto& resume = a.resume;
+  ArgParser p("nextquill pretrain",
+              "Trains a byte-level BPE tokenizer and a base causal language model on DIR/pretrain.jsonl\n"
+              "({\"text\": ...} per line), or on the texts of DIR/train.jsonl when there is no\n"
+              "pretrain.jsonl. RUN gets the model (Hugging Face layout: config.json + model.safetensors),\n"
+              "the tokenizer, pretrain_config.json, losses.tsv and checkpoint.safetensors (every\n"
+              "ckpt_every steps; --resume continues exactly where a stopped run left off).");
+  p.add("--data", &data, "DIR", "dataset directory").required();
+  p.add("--out", &out, "RUN", "output run directory").required();
+  p.add("--config", &config_file, "FILE",
+        "JSON overriding pretraining settings (default: DIR/pretrain_config.json if present; docs/cli.md)");
+  p.add("--steps", &steps, "N", "optimizer steps (overrides the config; default 6000)");
+  p.add("--seed", &seed, "S", "seed for initialisation and data sampling");
+  p.add("--threads", &threads, "N", "CPU threads");
+  p.add("--init", &init, "HF_DIR",
+        "start from a Hugging Face GPT-2/Llama/Qwen2 directory (and its tokenizer)");
+  p.flag("--resume", &resume, "continue from RUN/checkpoint.safetensors");
+  p.add("--stop-after", &stop_after, "N", "checkpoint and stop at step N (as if interrupted)");
+  if (!p.parse(argc, argv, 2)) return 0;
+  require(threads >= 1, p.prog(), "--threads must be >= 1");
+  run_pretrain(a, command_line(argc, argv));
   return 0;
 }
 

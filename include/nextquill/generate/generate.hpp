@@ -24,6 +24,10 @@ struct GenerationOptions {
   std::vector<int64_t> eos_ids;        // stop a row when it emits one of these
   int64_t pad_id = 0;                  // fills left padding (never attended to)
   uint64_t seed = 0;                   // for sampling
+  // The repetition penalty counts prompt tokens too (Hugging Face's
+  // behaviour). false: only generated tokens, so words the prompt offers
+  // (a user's history, file names) are not pushed away.
+  bool penalize_prompt = true;
   // Called after each step with the number of new tokens so far (progress).
   std::function<void(int64_t step)> on_step;
 };
@@ -72,7 +76,7 @@ inline GenerationResult generate(CausalLM& model, const std::vector<std::vector<
       ids[b * L + off + i] = prompts[b][i];
       mask_v[b * total + off + i] = 1;
     }
-    seen[b] = prompts[b];
+    if (o.penalize_prompt) seen[b] = prompts[b];
   }
   auto mask_upto = [&](int64_t len) {
     std::vector<int64_t> m(B * len);

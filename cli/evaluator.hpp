@@ -1,0 +1,51 @@
+#pragma once
+// Evaluation behind `nextquill eval` and `nextquill study`: generate for a
+// split (greedy, repetition penalty on generated tokens), score ROUGE-1/L,
+// BLEU, METEOR, and the teacher-forced perplexity of the gold targets.
+#include <nextquill/nextquill.hpp>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "run_dir.hpp"
+
+namespace nqcli {
+
+struct EvalOptions {
+  std::string run, data, split = "test", tmpl;  // tmpl empty: the run's own template
+  int64_t max_examples = 0, max_new_tokens = 48, batch_size = 32;
+  double repetition_penalty = 1.2;
+  int threads = 1;
+  bool quiet = false;
+  std::string use_history = "auto";  // auto (the run's method), yes, no
+};
+
+struct EvalResult {
+  nq::eval::MetricReport metrics;
+  double ppl = 0;
+  std::vector<std::string> users, predictions, references;
+  std::vector<double> rouge1, rougeL;  // per example
+  double seconds = 0;
+
+  nlohmann::json summary() const {
+    return {{"rouge1", metrics.rouge1},
+            {"rougeL", metrics.rougeL},
+            {"bleu", metrics.bleu},
+            {"meteor", metrics.meteor},
+            {"ppl", ppl},
+            {"n", metrics.n}};
+  }
+};
+
+// Evaluates an already loaded run (the study keeps models in memory).
+EvalResult evaluate_run(Run& run, const EvalOptions& o);
+
+// Trivial predictors scored with the same metrics: "latest" (the user's most
+// recent history item) and "query-similar" (the history item sharing most
+// words with the query).
+EvalResult evaluate_baseline(const std::vector<nq::data::Example>& examples, const std::string& kind);
+
+// Per-example predictions with their scores, one JSON object per line.
+void write_predictions(const std::string& path, const EvalResult& r);
+
+}  // namespace nqcli

@@ -1,0 +1,223 @@
+#include "inspector.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <nextquill/report/report.hpp>
+#include <set>
+#include <sstream>
+
+#include "dataset.hpp"
+#include "run_dir.hpp"
+
+namespace nqcli {
+
+namespace {
+
+// The "loss" column of a losses.tsv (pretrain or train), smoothed with an EMA.
+nq::report::Series read_loss_curve(const std::string& label, const std::string& path) {
+  nq::report::Series s;
+  s.name = label;
+  std::ifstream in(path);
+  if (!in) return s;
+  std::string line;
+  std::getline(in, line);
+  std::vector<std::string> cols;
+  {
+    std::stringstream h(line);
+    std::string c;
+    while (std::getline(h, c, '\t')) cols.push_back(c);
+  }
+  const auto it = std::find(cols.begin(), cols.end(), "loss");
+  if (it == cols.end()) return s;
+  const size_t li = size_t(it - cols.begin());
+  double ema = NAN;
+  while (std::getline(in, line)) {
+    std::stringstream ls(line);
+    std::string c;
+    std::vector<std::string> v;
+    while (std::getline(ls, c, '\t')) v.push_back(c);
+    if (v.size() <= li) continue;
+    const double step = std::atof(v[0].c_str()), loss = std::atof(v[li].c_str());
+    ema = std::isnan(ema) ? loss : 0.9 * ema + 0.1 * loss;
+    s.x.push_back(step);
+    s.y.push_back(ema);
+  }
+  return s;
+}
+
+std::string clean(const std::string& s) {
+  const size_t a = s.find_first_not_of(" \t\r\n");
+  if (a == std::string::npos) return "";
+  return s.substr(a, s.find_last_not_of(" \t\r\n") - a + 1);
+}
+
+}  // namespace
+
+InspectResult run_inspect(const InspectArgs& a) {
+  nq::set_num_threads(a.threads);
+  Run run = load_run(a.run);
+  nq::CausalLM& model = *run.model;
+  model.eval();
+  const int64_t ctx = model.config().max_seq_len;
+
+  // The method's weighting rule; runs without one (sft, context-sft) are
+  // shown with the default threshold rule so the page still marks tokens.
+  const std::string method = run.meta.value("method", std::string("nextquill"));
+  nq::causal::NextQuillOptions opts = nq::causal::NextQuillOptions::preset(
+      nq::causal::NextQuillOptions::preset(method).rule == nq::causal::WeightRule::Uniform ? "nextquill"
+                                                                                           : method);
+  if (run.meta.contains("method_options")) {
+    const auto& mo = run.meta.at("method_options");
+    opts.delta = mo.value("delta", opts.delta);
+    if (opts.rule != nq::causal::WeightRule::Uniform) {
+      opts.lambda = mo.value("lambda", opts.lambda);
+      opts.epsilon = mo.value("epsilon", opts.epsilon);
+    }
+  }
+  std::string est_dir = a.estimator;
+  const std::string run_est = run.meta.value("estimator", std::string("dynamic"));
+  if (est_dir.empty() && run_est.rfind("fixed:", 0) == 0) est_dir = run_est.substr(6);
+  Run est_run;
+  nq::CausalLM* est = &model;
+  if (!est_dir.empty() && est_dir != a.run) {
+    est_run = load_run(est_dir);
+    NQ_CHECK(est_run.tok.vocab_size() == run.tok.vocab_size(), "inspect", "estimator ", est_dir,
+             " has a different tokenizer from ", a.run);
+    est = est_run.model.get();
+    est->eval();
+  }
+
+  nq::data::PromptTemplate tpl =
+      run.meta.contains("template")
+          ? nq::data::PromptTemplate::from_json(run.meta.at("template"), a.run + "/nextquill.json: template")
+          : resolve_template("auto", a.data);
+  const auto examples = load_split(a.data, a.split, 0);
+  const nq::data::PromptBuilder builder(run.tok, tpl, ctx);
+  const int32_t eos = builder.eos_id();
+
+  // DCE over a fixed sample of the split, for the histogram.
+  const auto sample = subset(examples, a.dce_examples);
+  const auto enc_sample = builder.encode_all(sample);
+  std::vector<double> dce_all;
+  int64_t pref = 0;
+  for (size_t i = 0; i < enc_sample.size(); i += 32) {
+    std::vector<nq::data::EncodedExample> part(
+        enc_sample.begin() + int64_t(i), enc_sample.begin() + int64_t(std::min(enc_sample.size(), i + 32)));
+    auto b = nq::data::collate_pairs(part, eos, nq::data::PadSide::Right, ctx);
+    for (const auto& row : nq::causal::inspect(*est, b, opts))
+      for (const auto& t : row) {
+        dce_all.push_back(t.dce);
+        pref += t.preference;
+      }
+  }
+
+  // Sampled users: the first test example of `users` distinct users.
+  std::vector<std::string> user_order;
+  {
+    std::set<std::string> seen;
+    for (const auto& ex : examples)
+      if (seen.insert(ex.user).second) user_order.push_back(ex.user);
+    nq::Generator g(a.seed);
+    for (size_t i = user_order.size(); i > 1; --i) std::swap(user_order[i - 1], user_order[g.next_u64() % i]);
+    if (int64_t(user_order.size()) > a.users) user_order.resize(size_t(a.users));
+  }
+  std::vector<nq::data::Example> shown;
+  for (const auto& u : user_order)
+    for (const auto& ex : examples)
+      if (ex.user == u) {
+        shown.push_back(ex);
+        break;
+      }
+
+  nq::report::InspectPage page;
+  page.title = a.title.empty() ? "nextquill inspect: " + a.run : a.title;
+  page.subtitle =
+      "Target tokens coloured by the data-side causal preference effect DCE = p(y_t | x, h, y<t) - "
+      "p(y_t | x, no history, y<t); tokens with DCE > delta are preference-bearing.";
+  page.delta = opts.delta;
+  page.info = {
+      {"run", a.run},
+      {"method", method},
+      {"estimator", est_dir.empty() ? a.run + " (the run itself)" : est_dir},
+      {"data", a.data + " (" + a.split + ")"},
+      {"weights", "threshold: lambda " + nq::report::fmt(opts.lambda, 2) + " if DCE > " +
+                      nq::report::fmt(opts.delta, 3) + ", else epsilon " + nq::report::fmt(opts.epsilon, 2)},
+      {"preference-bearing",
+       nq::report::fmt(100.0 * double(pref) / double(std::max<size_t>(1, dce_all.size())), 1) + "% of " +
+           std::to_string(dce_all.size()) + " target tokens of " + std::to_string(sample.size()) +
+           " examples"}};
+  if (!shown.empty()) {
+    const auto enc = builder.encode_all(shown);
+    auto b = nq::data::collate_pairs(enc, eos, nq::data::PadSide::Right, ctx);
+    const auto effects = nq::causal::inspect(*est, b, opts);
+    nq::GenerationOptions go;
+    go.max_new_tokens = std::min<int64_t>(a.max_new_tokens, ctx / 2);
+    go.sampling.repetition_penalty = 1.2;
+    go.penalize_prompt = false;
+    go.eos_ids = {eos};
+    go.pad_id = eos;
+    auto gen_h = nq::generate(model, nq::data::generation_prompts(enc, true, ctx - go.max_new_tokens), go);
+    auto gen_0 = nq::generate(model, nq::data::generation_prompts(enc, false, ctx - go.max_new_tokens), go);
+    auto text = [&](const std::vector<int64_t>& ids) {
+      std::vector<int32_t> v;
+      for (int64_t t : ids)
+        if (t != eos) v.push_back(int32_t(t));
+      return clean(run.tok.decode(v));
+    };
+    for (size_t i = 0; i < shown.size(); ++i) {
+      nq::report::InspectExample e;
+      e.user = shown[i].user;
+      e.query = shown[i].query;
+      e.history = shown[i].history;
+      for (const auto& t : effects[i]) {
+        nq::report::TokenCell c;
+        c.text = t.token == eos ? "⏎EOS" : run.tok.decode(std::vector<int32_t>{int32_t(t.token)});
+        c.dce = t.dce, c.weight = t.weight, c.mce = t.mce_gold, c.preference_bearing = t.preference;
+        e.target.push_back(std::move(c));
+      }
+      e.generated_with_history = text(gen_h.tokens[i]);
+      e.generated_without_history = text(gen_0.tokens[i]);
+      page.examples.push_back(std::move(e));
+    }
+  }
+
+  // Plots, written beside the page and embedded in it.
+  const fs::path html(a.html);
+  const fs::path dir = html.has_parent_path() ? html.parent_path() : fs::path(".");
+  make_out_dir(dir.string());
+  const std::string stem = html.stem().string();
+  std::vector<nq::report::Series> curves;
+  if (a.loss_logs.empty())
+    curves.push_back(read_loss_curve(method, a.run + "/losses.tsv"));
+  else
+    for (const auto& [label, path] : a.loss_logs) curves.push_back(read_loss_curve(label, path));
+  nq::report::PlotOptions lp;
+  lp.title = "Training loss (EMA 0.9)";
+  lp.xlabel = "step";
+  lp.ylabel = "loss";
+  const std::string loss_svg = nq::report::line_plot_svg(curves, lp);
+  nq::report::PlotOptions hp;
+  hp.title = "DCE of target tokens (" + std::to_string(dce_all.size()) + " tokens)";
+  hp.xlabel = "DCE = p(y|x,h) - p(y|x,no history)";
+  hp.ylabel = "tokens";
+  const std::string dce_svg = nq::report::histogram_svg({{"target tokens", dce_all}}, 50, hp, opts.delta,
+                                                        "delta = " + nq::report::fmt(opts.delta, 3));
+  InspectResult r;
+  r.loss_svg = (dir / (stem + "-loss.svg")).string();
+  r.dce_svg = (dir / (stem + "-dce.svg")).string();
+  nq::io::write_file_atomic(r.loss_svg, "inspect", loss_svg);
+  nq::io::write_file_atomic(r.dce_svg, "inspect", dce_svg);
+  page.figures = {
+      {"Training loss per step (exponential moving average)", loss_svg},
+      {"Distribution of the data-side effect over target tokens; the dashed line is delta", dce_svg}};
+  nq::io::write_file_atomic(a.html, "inspect", nq::report::inspect_html(page));
+  r.html = a.html;
+  r.tokens = int64_t(dce_all.size());
+  r.frac_preference = dce_all.empty() ? 0 : double(pref) / double(dce_all.size());
+  return r;
+}
+
+}  // namespace nqcli

@@ -1,0 +1,195 @@
+// The nextquill CLI end to end on a tiny synthetic dataset
+// (tests/fixtures/cli, made by tools/make_cli_fixture.py): pretrain, train,
+// eval --json, a quick study that pretrains its own base, inspect, --help on
+// every subcommand, and bad flags. Seconds, not minutes: the models are tiny.
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+#include "test_util.hpp"
+
+#ifdef NQ_CLI_PATH
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Cmd {
+  int code = -1;
+  std::string out;  // stdout + stderr
+};
+
+Cmd run_cli(const std::string& args, const fs::path& dir) {
+  const fs::path log = dir / "cmd.log";
+  const std::string cmd = std::string(NQ_CLI_PATH) + " " + args + " > '" + log.string() + "' 2>&1";
+  const int st = std::system(cmd.c_str());
+  Cmd c;
+  c.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+  std::ifstream in(log);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  c.out = ss.str();
+  return c;
+}
+
+nlohmann::json read_json(const fs::path& p) {
+  std::ifstream in(p);
+  REQUIRE_MESSAGE(in.good(), "missing ", p.string());
+  return nlohmann::json::parse(in);
+}
+
+void check_metrics(const nlohmann::json& j, int64_t n) {
+  for (const char* k : {"rouge1", "rougeL", "meteor"}) {
+    REQUIRE_MESSAGE(j.contains(k), k);
+    CHECK(j[k].get<double>() >= 0.0);
+    CHECK(j[k].get<double>() <= 1.0);
+  }
+  CHECK(j["bleu"].get<double>() >= 0.0);
+  CHECK(j["bleu"].get<double>() <= 100.0);
+  const double ppl = j["ppl"].get<double>();
+  CHECK(std::isfinite(ppl));
+  CHECK(ppl > 1.0);
+  CHECK(j["n"].get<int64_t>() == n);
+}
+
+}  // namespace
+
+TEST_CASE("cli: pretrain, train, eval --json, study --quick, inspect on a tiny dataset") {
+  const fs::path tmp = fs::temp_directory_path() / ("nq_cli_test_" + std::to_string(::getpid()));
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  const std::string data = std::string(NQ_TEST_DATA_DIR) + "/cli";
+  {
+    std::ofstream cfg(tmp / "tiny.json");
+    cfg << R"({"d_model": 32, "n_layers": 1, "n_heads": 2, "n_kv_heads": 2, "d_ff": 64, "seq_len": 128,
+              "num_merges": 150, "batch_size": 4, "eval_batches": 1, "valid_fraction": 0.1, "warmup": 2})";
+  }
+  const std::string base = (tmp / "base").string();
+  Cmd c = run_cli("pretrain --data " + data + " --out " + base + " --config " + (tmp / "tiny.json").string() +
+                      " --steps 6 --threads 1",
+                  tmp);
+  INFO(c.out);
+  REQUIRE(c.code == 0);
+  for (const char* f : {"config.json", "model.safetensors", "encoder.json", "vocab.bpe", "nextquill.json"})
+    CHECK_MESSAGE(fs::exists(fs::path(base) / f), f);
+  CHECK(read_json(fs::path(base) / "nextquill.json")["steps"] == 6);
+
+  const std::string run = (tmp / "nq").string();
+  c = run_cli("train --data " + data + " --base " + base + " --out " + run +
+                  " --method nextquill --epochs 1 --batch-size 8 --threads 1",
+              tmp);
+  INFO(c.out);
+  REQUIRE(c.code == 0);
+  CHECK(read_json(fs::path(run) / "nextquill.json")["method"] == "nextquill");
+  CHECK_FALSE(fs::exists(fs::path(run) / "checkpoint.safetensors"));  // removed once finished
+
+  c = run_cli("eval --run " + run + " --data " + data + " --split test --json --threads 1 --max-new-tokens 8",
+              tmp);
+  INFO(c.out);
+  REQUIRE(c.code == 0);
+  // stdout holds exactly one JSON object (progress goes nowhere with --json).
+  const nlohmann::json ev = nlohmann::json::parse(c.out);
+  check_metrics(ev, 6);
+  CHECK(fs::exists(fs::path(run) / "predictions-test.jsonl"));
+
+  // A study on a dataset it has never seen and without pretrain.jsonl: it pretrains its own base.
+  const std::string study = (tmp / "study").string();
+  c = run_cli(
+      "study --data " + data + " --out " + study +
+          " --quick --pretrain-steps 3 --methods sft,context-sft,nextquill --max-new-tokens 8 --threads 1",
+      tmp);
+  INFO(c.out);
+  REQUIRE(c.code == 0);
+  const nlohmann::json res = read_json(fs::path(study) / "results.json");
+  for (const char* m : {"sft", "context-sft", "nextquill"}) {
+    REQUIRE_MESSAGE(res["methods"].contains(m), m);
+    for (const char* k : {"rouge1", "rougeL", "bleu", "meteor", "ppl"}) {
+      CHECK(res["methods"][m][k].contains("mean"));
+      CHECK(res["methods"][m][k].contains("std"));
+    }
+    CHECK(res["methods"][m]["rougeL"]["mean"].get<double>() >= 0.0);
+    CHECK(res["methods"][m]["rougeL"]["mean"].get<double>() <= 1.0);
+  }
+  CHECK(res["baselines"]["latest"]["rougeL"].get<double>() > 0.0);  // history items share words with targets
+  const double p = res["significance"]["nextquill vs context-sft"]["rougeL"]["p_value"].get<double>();
+  CHECK(p > 0.0);
+  CHECK(p <= 1.0);
+  CHECK(res["ablation"].size() == 3);
+  CHECK(fs::exists(fs::path(study) / "results.md"));
+  CHECK(fs::exists(fs::path(study) / "report.html"));
+  CHECK(c.out.find("results:") != std::string::npos);
+
+  // Rerunning a finished study reuses its runs.
+  c = run_cli(
+      "study --data " + data + " --out " + study +
+          " --quick --pretrain-steps 3 --methods sft,context-sft,nextquill --max-new-tokens 8 --threads 1",
+      tmp);
+  INFO(c.out);
+  REQUIRE(c.code == 0);
+  CHECK(c.out.find("finished earlier") != std::string::npos);
+
+  c = run_cli("inspect --run " + run + " --data " + data + " --html " + (tmp / "page" / "p.html").string() +
+                  " --users 3 --threads 1",
+              tmp);
+  INFO(c.out);
+  REQUIRE(c.code == 0);
+  std::ifstream page(tmp / "page" / "p.html");
+  std::stringstream ps;
+  ps << page.rdbuf();
+  CHECK(ps.str().find("<svg") != std::string::npos);
+  CHECK(ps.str().find("user") != std::string::npos);
+  CHECK(fs::exists(tmp / "page" / "p-dce.svg"));
+
+  fs::remove_all(tmp);
+}
+
+TEST_CASE("cli: --help on every subcommand, and clear errors for bad flags") {
+  const fs::path tmp = fs::temp_directory_path() / ("nq_cli_help_" + std::to_string(::getpid()));
+  fs::create_directories(tmp);
+  for (const char* sub : {"pretrain", "train", "eval", "study", "inspect"}) {
+    Cmd c = run_cli(std::string(sub) + " --help", tmp);
+    CHECK_MESSAGE(c.code == 0, sub);
+    CHECK_MESSAGE(c.out.find("usage: nextquill " + std::string(sub)) != std::string::npos, sub);
+  }
+  Cmd c = run_cli("--help", tmp);
+  CHECK(c.code == 0);
+  CHECK(c.out.find("study") != std::string::npos);
+
+  c = run_cli("frobnicate", tmp);
+  CHECK(c.code == 2);
+  CHECK(c.out.find("unknown command 'frobnicate'") != std::string::npos);
+
+  c = run_cli("train --data x --base y --out z --method bogus", tmp);
+  CHECK(c.code == 2);
+  CHECK(c.out.find("unknown method 'bogus'") != std::string::npos);
+
+  c = run_cli("train --data x --base y --out z --epochs two", tmp);
+  CHECK(c.code == 2);
+  CHECK(c.out.find("--epochs: expected an integer, got 'two'") != std::string::npos);
+
+  c = run_cli("eval --run x --data y --spilt test", tmp);
+  CHECK(c.code == 2);
+  CHECK(c.out.find("did you mean --split?") != std::string::npos);
+
+  c = run_cli("eval --data y", tmp);
+  CHECK(c.code == 2);
+  CHECK(c.out.find("missing required option --run") != std::string::npos);
+
+  c = run_cli("train --data " + std::string(NQ_TEST_DATA_DIR) + "/cli --base /nonexistent/base --out " +
+                  (tmp / "o").string(),
+              tmp);
+  CHECK(c.code == 1);
+  CHECK(c.out.find("'/nonexistent/base' is not a directory") != std::string::npos);
+  fs::remove_all(tmp);
+}
+
+#endif  // NQ_CLI_PATH
