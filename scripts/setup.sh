@@ -13,6 +13,8 @@ PACKAGES=(
   nlohmann-json3-dev
   libbenchmark-dev
   wordnet-base  # WordNet 3.0 dictionary files for METEOR synonyms (eval/wordnet.hpp)
+  openmpi-bin  # mpirun, for the 2-rank data-parallel test (tests/mpi)
+  libopenmpi-dev  # MPI headers/libraries: NEXTQUILL_WITH_MPI, include/nextquill/dist/mpi.hpp
 )
 
 missing=()

@@ -157,3 +157,31 @@ TEST_CASE("generate: KV-cache decoding equals full recomputation; sampling is se
   CHECK(e.hit_eos[0]);
   CHECK(e.tokens[0].size() == 2);
 }
+
+TEST_CASE("generate: penalize_prompt=false applies the repetition penalty to generated tokens only") {
+  auto cfg = nq::CausalLMConfig::gpt2(16, 32, 16, 1, 2);
+  nq::CausalLM model(cfg, 3);
+  nq::GenerationOptions plain;
+  plain.max_new_tokens = 1;
+  // A prompt whose unpenalized next token occurs in the prompt itself.
+  std::vector<int64_t> prompt;
+  int64_t a = -1;
+  for (uint64_t s = 0; s < 64 && a < 0; ++s) {
+    nq::Generator g(s);
+    prompt.clear();
+    for (int i = 0; i < 10; ++i) prompt.push_back(int64_t(g.next_u64() % 16));
+    const int64_t t = nq::generate(model, {prompt}, plain).tokens[0][0];
+    if (std::find(prompt.begin(), prompt.end(), t) != prompt.end()) a = t;
+  }
+  REQUIRE(a >= 0);
+  nq::GenerationOptions go = plain;
+  go.sampling.repetition_penalty = 1e6;  // a penalized token can never win
+  go.penalize_prompt = true;             // Hugging Face: prompt tokens count
+  CHECK(nq::generate(model, {prompt}, go).tokens[0][0] != a);
+  go.penalize_prompt = false;  // only generated tokens count: the first step is unpenalized
+  CHECK(nq::generate(model, {prompt}, go).tokens[0][0] == a);
+  go.max_new_tokens = 6;  // ... and later steps never repeat a generated token
+  const auto out = nq::generate(model, {prompt}, go).tokens[0];
+  for (size_t i = 0; i < out.size(); ++i)
+    for (size_t j = 0; j < i; ++j) CHECK(out[i] != out[j]);
+}

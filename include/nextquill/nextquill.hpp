@@ -41,6 +41,8 @@
 #include "data/personalization.hpp"
 #include "data/prompt.hpp"
 #include "data/text_corpus.hpp"
+#include "report/report.hpp"
+#include "dist/dist.hpp"
 #include "data/unicode.hpp"
 #include "causal/causal.hpp"
 #include "eval/metrics.hpp"

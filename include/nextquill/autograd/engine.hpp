@@ -5,6 +5,9 @@
 // accumulate into .grad in place, so a .grad that is a view into a flat
 // gradient buffer stays one. Without retain_graph each closure is freed after
 // it runs (releasing saved tensors); a second pass through it is an error.
+// A leaf with a grad_ready_hook (AutogradMeta) also has its incoming edges
+// counted, and the hook runs when the last of them has been processed: its
+// .grad is final for this pass. Leaves without a hook cost one branch.
 #include <unordered_map>
 
 #include "../ops/elementwise.hpp"
@@ -35,17 +38,22 @@ inline void run_backward(const Tensor& root, const Tensor& grad_out, bool retain
   NoGradGuard ng;
   if (!root.grad_fn()) {  // backward on a leaf
     accumulate_leaf(*root.meta_ptr(), grad_out);
+    if (root.meta_ptr()->grad_ready_hook) root.meta_ptr()->grad_ready_hook();
     return;
   }
-  // Dependency counts over the reachable graph.
+  // Dependency counts over the reachable graph (and, for hooked leaves, the
+  // number of edges that still owe them a gradient).
   std::unordered_map<Node*, int> deps;
+  std::unordered_map<AutogradMeta*, int> leaf_deps;
   std::vector<Node*> stack{root.grad_fn().get()};
   deps[stack[0]] = 0;
   while (!stack.empty()) {
     Node* n = stack.back();
     stack.pop_back();
     for (auto& e : n->next)
-      if (e.fn) {
+      if (e.leaf && e.leaf->grad_ready_hook) {
+        ++leaf_deps[e.leaf.get()];
+      } else if (e.fn) {
         auto it = deps.find(e.fn.get());
         if (it == deps.end()) {
           deps[e.fn.get()] = 1;
@@ -94,6 +102,7 @@ inline void run_backward(const Tensor& root, const Tensor& grad_out, bool retain
         }
       }
       if (e.fn && --deps[e.fn.get()] == 0) ready.push_back(e.fn.get());
+      if (e.leaf && e.leaf->grad_ready_hook && --leaf_deps[e.leaf.get()] == 0) e.leaf->grad_ready_hook();
     }
     if (!retain_graph) {
       n->backward = nullptr;

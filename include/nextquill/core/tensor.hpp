@@ -31,6 +31,11 @@ struct AutogradMeta {
   bool retains_grad = false;
   std::shared_ptr<TensorImpl> grad;  // accumulated gradient (leaves, retain_grad)
   std::shared_ptr<Node> grad_fn;     // the op that produced this tensor (non-leaves)
+  // Leaves only: called by backward() once per pass, right after the last
+  // gradient of that pass has been accumulated into .grad (never when the
+  // pass does not reach the leaf). Lets data-parallel training start reducing
+  // a gradient while the rest of the backward pass runs (dist/ddp.hpp).
+  std::function<void()> grad_ready_hook;
 };
 
 struct TensorImpl {
