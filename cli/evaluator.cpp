@@ -13,28 +13,11 @@ namespace nqcli {
 
 namespace {
 
-// The template a run was trained with (nextquill.json), unless overridden.
-nq::data::PromptTemplate run_template(const Run& run, const EvalOptions& o) {
-  if (!o.tmpl.empty()) return resolve_template(o.tmpl, o.data);
-  if (run.meta.contains("template"))
-    return nq::data::PromptTemplate::from_json(run.meta.at("template"),
-                                               run.dir + "/nextquill.json: template");
-  return resolve_template("auto", o.data);
-}
-
 bool run_uses_history(const Run& run, const std::string& flag) {
   if (flag == "yes") return true;
   if (flag == "no") return false;
   NQ_CHECK(flag == "auto", "eval", "--history must be auto, yes or no, got '", flag, "'");
   return !run.meta.contains("use_history") || run.meta.at("use_history").get<bool>();
-}
-
-// The decoded generation: EOS dropped, surrounding whitespace trimmed.
-std::string clean(std::string s) {
-  const size_t a = s.find_first_not_of(" \t\r\n");
-  if (a == std::string::npos) return "";
-  const size_t b = s.find_last_not_of(" \t\r\n");
-  return s.substr(a, b - a + 1);
 }
 
 void score(EvalResult& r) {
@@ -46,6 +29,35 @@ void score(EvalResult& r) {
 
 }  // namespace
 
+nq::data::PromptTemplate run_template(const Run& run, const std::string& data_dir,
+                                      const std::string& override) {
+  if (!override.empty()) return resolve_template(override, data_dir);
+  if (run.meta.contains("template"))
+    return nq::data::PromptTemplate::from_json(run.meta.at("template"),
+                                               run.dir + "/nextquill.json: template");
+  return resolve_template("auto", data_dir);
+}
+
+nq::GenerationOptions eval_generation(int32_t eos, int64_t max_new_tokens, double repetition_penalty) {
+  nq::GenerationOptions go;
+  go.max_new_tokens = max_new_tokens;
+  go.sampling.repetition_penalty = repetition_penalty;
+  go.penalize_prompt = false;
+  go.eos_ids = {eos};
+  go.pad_id = eos;
+  return go;
+}
+
+std::string generated_text(const nq::data::BPETokenizer& tok, const std::vector<int64_t>& ids, int32_t eos) {
+  std::vector<int32_t> v;
+  for (int64_t t : ids)
+    if (t != eos) v.push_back(int32_t(t));
+  const std::string s = tok.decode(v);
+  const size_t a = s.find_first_not_of(" \t\r\n");
+  if (a == std::string::npos) return "";
+  return s.substr(a, s.find_last_not_of(" \t\r\n") - a + 1);
+}
+
 EvalResult evaluate_run(Run& run, const EvalOptions& o) {
   Stopwatch sw;
   nq::set_num_threads(o.threads);
@@ -56,7 +68,7 @@ EvalResult evaluate_run(Run& run, const EvalOptions& o) {
            "), got ", o.max_new_tokens);
   const bool hist = run_uses_history(run, o.use_history);
   const auto examples = load_split(o.data, o.split, o.max_examples);
-  const nq::data::PromptBuilder builder(run.tok, run_template(run, o), ctx);
+  const nq::data::PromptBuilder builder(run.tok, run_template(run, o.data, o.tmpl), ctx);
   const auto enc = builder.encode_all(examples);
   const int64_t N = int64_t(enc.size());
   const int32_t eos = builder.eos_id();
@@ -89,12 +101,7 @@ EvalResult evaluate_run(Run& run, const EvalOptions& o) {
   std::iota(order.begin(), order.end(), int64_t{0});
   auto plen = [&](int64_t i) { return (hist ? enc[size_t(i)].prompt_h : enc[size_t(i)].prompt_0).size(); };
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return plen(a) > plen(b); });
-  nq::GenerationOptions go;
-  go.max_new_tokens = o.max_new_tokens;
-  go.sampling.repetition_penalty = o.repetition_penalty;
-  go.penalize_prompt = false;
-  go.eos_ids = {eos};
-  go.pad_id = eos;
+  const nq::GenerationOptions go = eval_generation(eos, o.max_new_tokens, o.repetition_penalty);
   std::unique_ptr<nq::ProgressBar> bar;
   if (!o.quiet) bar = std::make_unique<nq::ProgressBar>(N, "generate " + o.split);
   for (int64_t i = 0; i < N; i += o.batch_size) {
@@ -104,12 +111,8 @@ EvalResult evaluate_run(Run& run, const EvalOptions& o) {
     // Keep room for the new tokens inside the context.
     auto prompts = nq::data::generation_prompts(part, hist, ctx - o.max_new_tokens);
     auto res = nq::generate(model, prompts, go);
-    for (int64_t k = 0; k < n; ++k) {
-      std::vector<int32_t> ids;
-      for (int64_t t : res.tokens[size_t(k)])
-        if (t != eos) ids.push_back(int32_t(t));
-      r.predictions[size_t(order[size_t(i + k)])] = clean(run.tok.decode(ids));
-    }
+    for (int64_t k = 0; k < n; ++k)
+      r.predictions[size_t(order[size_t(i + k)])] = generated_text(run.tok, res.tokens[size_t(k)], eos);
     if (bar) bar->update(i + n, "", 0, "");
   }
   if (bar) bar->finish();

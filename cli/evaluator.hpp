@@ -37,6 +37,19 @@ struct EvalResult {
   }
 };
 
+// The prompt template a run was trained with (its nextquill.json), unless
+// `override` names one (a preset or file); a plain model directory gets the
+// dataset's (resolve_template "auto").
+nq::data::PromptTemplate run_template(const Run& run, const std::string& data_dir,
+                                      const std::string& override = "");
+
+// How eval decodes: greedy, repetition penalty on generated tokens only
+// (the prompt's history and file names are meant to be reused), EOS stops.
+nq::GenerationOptions eval_generation(int32_t eos, int64_t max_new_tokens, double repetition_penalty = 1.2);
+
+// Generated ids as text: EOS dropped, surrounding whitespace trimmed.
+std::string generated_text(const nq::data::BPETokenizer& tok, const std::vector<int64_t>& ids, int32_t eos);
+
 // Evaluates an already loaded run (the study keeps models in memory).
 EvalResult evaluate_run(Run& run, const EvalOptions& o);
 

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "dataset.hpp"
+#include "evaluator.hpp"
 #include "run_dir.hpp"
 
 namespace nqcli {
@@ -48,12 +49,6 @@ nq::report::Series read_loss_curve(const std::string& label, const std::string& 
   return s;
 }
 
-std::string clean(const std::string& s) {
-  const size_t a = s.find_first_not_of(" \t\r\n");
-  if (a == std::string::npos) return "";
-  return s.substr(a, s.find_last_not_of(" \t\r\n") - a + 1);
-}
-
 }  // namespace
 
 InspectResult run_inspect(const InspectArgs& a) {
@@ -90,10 +85,7 @@ InspectResult run_inspect(const InspectArgs& a) {
     est->eval();
   }
 
-  nq::data::PromptTemplate tpl =
-      run.meta.contains("template")
-          ? nq::data::PromptTemplate::from_json(run.meta.at("template"), a.run + "/nextquill.json: template")
-          : resolve_template("auto", a.data);
+  const nq::data::PromptTemplate tpl = run_template(run, a.data);
   const auto examples = load_split(a.data, a.split, 0);
   const nq::data::PromptBuilder builder(run.tok, tpl, ctx);
   const int32_t eos = builder.eos_id();
@@ -153,20 +145,9 @@ InspectResult run_inspect(const InspectArgs& a) {
     const auto enc = builder.encode_all(shown);
     auto b = nq::data::collate_pairs(enc, eos, nq::data::PadSide::Right, ctx);
     const auto effects = nq::causal::inspect(*est, b, opts);
-    nq::GenerationOptions go;
-    go.max_new_tokens = std::min<int64_t>(a.max_new_tokens, ctx / 2);
-    go.sampling.repetition_penalty = 1.2;
-    go.penalize_prompt = false;
-    go.eos_ids = {eos};
-    go.pad_id = eos;
+    const nq::GenerationOptions go = eval_generation(eos, std::min<int64_t>(a.max_new_tokens, ctx / 2));
     auto gen_h = nq::generate(model, nq::data::generation_prompts(enc, true, ctx - go.max_new_tokens), go);
     auto gen_0 = nq::generate(model, nq::data::generation_prompts(enc, false, ctx - go.max_new_tokens), go);
-    auto text = [&](const std::vector<int64_t>& ids) {
-      std::vector<int32_t> v;
-      for (int64_t t : ids)
-        if (t != eos) v.push_back(int32_t(t));
-      return clean(run.tok.decode(v));
-    };
     for (size_t i = 0; i < shown.size(); ++i) {
       nq::report::InspectExample e;
       e.user = shown[i].user;
@@ -178,8 +159,8 @@ InspectResult run_inspect(const InspectArgs& a) {
         c.dce = t.dce, c.weight = t.weight, c.mce = t.mce_gold, c.preference_bearing = t.preference;
         e.target.push_back(std::move(c));
       }
-      e.generated_with_history = text(gen_h.tokens[i]);
-      e.generated_without_history = text(gen_0.tokens[i]);
+      e.generated_with_history = generated_text(run.tok, gen_h.tokens[i], eos);
+      e.generated_without_history = generated_text(run.tok, gen_0.tokens[i], eos);
       page.examples.push_back(std::move(e));
     }
   }

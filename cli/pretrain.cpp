@@ -223,7 +223,8 @@ void run_pretrain(const PretrainArgs& a, const std::string& command) {
   const int64_t T = cfg.seq_len, B = cfg.batch_size;
   // A small corpus gets shorter validation windows rather than an error.
   const int64_t Tv = std::min(T, valid.size() - 1);
-  NQ_CHECK(Tv >= 1, "pretrain", "the validation texts hold ", valid.size(), " tokens; use a larger valid_fraction");
+  NQ_CHECK(Tv >= 1, "pretrain", "the validation texts hold ", valid.size(),
+           " tokens; use a larger valid_fraction");
   NQ_CHECK(train.size() > T + 1, "pretrain", "the corpus holds ", train.size(),
            " tokens, fewer than one window");
 
@@ -277,6 +278,7 @@ void run_pretrain(const PretrainArgs& a, const std::string& command) {
     nq::io::save_checkpoint(ckpt, *model, &opt, &sched, st, mc.to_json().dump());
   };
 
+  if (resume) truncate_log(out + "/losses.tsv", step);
   std::ofstream log(out + "/losses.tsv", resume ? std::ios::app : std::ios::trunc);
   if (!resume) log << "step\tloss\tlr\tgrad_norm\tval_loss\n";
   Stopwatch sw;

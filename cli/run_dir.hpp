@@ -6,8 +6,10 @@
 // nextquill.json holding what made it (kind, command, prompt template,
 // method, base run, LoRA, training statistics).
 #include <chrono>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <nextquill/nextquill.hpp>
 #include <nlohmann/json.hpp>
@@ -76,6 +78,29 @@ inline void make_out_dir(const std::string& dir) {
   if (!f) nq::fail("output", "directory '", dir, "' is not writable");
   std::fclose(f);
   fs::remove(probe, ec);
+}
+
+// On resume, drops the loss-log lines written after the checkpoint's step (a
+// run killed between checkpoints logged steps it will now redo), so the log
+// of an interrupted and resumed run equals an uninterrupted run's.
+inline void truncate_log(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string line, kept;
+  bool header = true;
+  while (std::getline(in, line)) {
+    if (header) {
+      header = false;
+      kept += line + "\n";
+      continue;
+    }
+    char* end = nullptr;
+    const long long s = std::strtoll(line.c_str(), &end, 10);
+    if (end == line.c_str() || s > step) break;
+    kept += line + "\n";
+  }
+  in.close();
+  nq::io::write_file_atomic(path, "run", kept);
 }
 
 inline std::string command_line(int argc, char** argv) {

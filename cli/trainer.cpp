@@ -106,6 +106,7 @@ TrainResult run_train(const TrainOptions& o, const std::string& command) {
     nq::io::save_checkpoint(ckpt, model, &opt, &sched, st, mc.to_json().dump());
   };
 
+  if (o.resume) truncate_log(o.out + "/losses.tsv", step);
   std::ofstream log(o.out + "/losses.tsv", o.resume ? std::ios::app : std::ios::trunc);
   if (!o.resume) log << "step\tepoch\tloss\tl_n\tl_p\tfrac_preference\tmean_dce\tlr\tgrad_norm\n";
   Stopwatch sw;

@@ -92,6 +92,31 @@ TEST_CASE("cli: pretrain, train, eval --json, study --quick, inspect on a tiny d
   CHECK(read_json(fs::path(run) / "nextquill.json")["method"] == "nextquill");
   CHECK_FALSE(fs::exists(fs::path(run) / "checkpoint.safetensors"));  // removed once finished
 
+  // Stopped (as if killed) after step 2 and resumed: the same loss log and weights as uninterrupted.
+  const std::string rs = (tmp / "resumed").string();
+  const std::string train_args =
+      "train --data " + data + " --base " + base +
+      " --method nextquill --epochs 1 --batch-size 8 --threads 1 --ckpt-every 1 --out ";
+  c = run_cli(train_args + rs + " --stop-after 2", tmp);
+  INFO(c.out);
+  REQUIRE(c.code == 0);
+  CHECK(fs::exists(fs::path(rs) / "checkpoint.safetensors"));
+  {  // a line logged after the checkpoint, as a run killed between checkpoints leaves behind
+    std::ofstream lg(fs::path(rs) / "losses.tsv", std::ios::app);
+    lg << "3\t0\t9.99\n";
+  }
+  c = run_cli(train_args + rs + " --resume", tmp);
+  INFO(c.out);
+  REQUIRE(c.code == 0);
+  auto slurp = [](const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  CHECK(slurp(fs::path(rs) / "losses.tsv") == slurp(fs::path(run) / "losses.tsv"));
+  CHECK(slurp(fs::path(rs) / "model.safetensors") == slurp(fs::path(run) / "model.safetensors"));
+
   c = run_cli("eval --run " + run + " --data " + data + " --split test --json --threads 1 --max-new-tokens 8",
               tmp);
   INFO(c.out);

@@ -15,10 +15,12 @@ are applied by the caller to the gathered target rows.
 Synthetic batch (seed 1234, 4 pre-generated batches cycled), batch 8, no
 padding, token ids uniform in [0, vocab):
   history h (128) + prompt x (64) + target y (64)
-  with-history sequence  s_h = [h, x, y]  (256 tokens)
-  no-history sequence    s_0 = [x, y]     (128 tokens, the same x and y)
-Both full sequences are fed; target token y_t is predicted at the position just
-before it: rows 191..254 of s_h, rows 63..126 of s_0 (N = 8 * 64 = 512 rows).
+  with-history sequence  s_h = [h, x, y[:-1]]  (255 tokens)
+  no-history sequence    s_0 = [x, y[:-1]]     (127 tokens, the same x and y)
+The last target token is not fed (nothing predicts from it), exactly as
+nextquill's collate_pairs builds its inputs; target token y_t is predicted at
+the position just before it: rows 191..254 of s_h, rows 63..126 of s_0
+(N = 8 * 64 = 512 rows).
 
 Methods (one timed step = zero_grad(set_to_none) + forward(s) + loss +
 backward + optimizer.step()):
@@ -37,8 +39,8 @@ backward + optimizer.step()):
 JSON keys: impl ("torch"), version, method, config, threads, step_s (median of
 --steps timed steps after --warmup), tokens_per_s = (tokens_h + tokens_0) /
 step_s (tokens fed through the model per second), peak_rss_mb (ru_maxrss, whole
-process), loss (last step), tokens_h = 8 * 256 (with-history tokens per step),
-tokens_0 = 8 * 128 for nextquill / 0 for context-sft (no-history tokens per
+process), loss (last step), tokens_h = 8 * 255 (with-history tokens per step),
+tokens_0 = 8 * 127 for nextquill / 0 for context-sft (no-history tokens per
 step); extras rss_after_import_mb, cpu_s_per_step, target_tokens.
 """
 import argparse
@@ -105,7 +107,7 @@ def main():
     torch.set_num_threads(ARGS.threads)
     cfg = CONFIGS[ARGS.config]
     B, V = cfg["batch"], cfg["vocab"]
-    T_h, T_0 = HIST + PROMPT + TARGET, PROMPT + TARGET
+    T_h, T_0 = HIST + PROMPT + TARGET - 1, PROMPT + TARGET - 1  # fed tokens: 255, 127
     assert T_h <= cfg["ctx"]
     torch.manual_seed(1234)
     model = GPT(**cfg)
@@ -124,10 +126,10 @@ def main():
         h = torch.randint(0, V, (B, HIST), generator=g)
         x = torch.randint(0, V, (B, PROMPT), generator=g)
         y = torch.randint(0, V, (B, TARGET), generator=g)
-        s_h = torch.cat([h, x, y], dim=1).contiguous()   # (B, 256)
-        s_0 = torch.cat([x, y], dim=1).contiguous()      # (B, 128)
+        s_h = torch.cat([h, x, y[:, :-1]], dim=1).contiguous()   # (B, 255)
+        s_0 = torch.cat([x, y[:, :-1]], dim=1).contiguous()      # (B, 127)
         batches.append((s_h, s_0, y.reshape(-1).contiguous()))
-    start_h, start_0 = T_h - TARGET - 1, T_0 - TARGET - 1  # 191, 63
+    start_h, start_0 = T_h - TARGET, T_0 - TARGET  # 191, 63
 
     def step_sft(i):
         s_h, _, y = batches[i % n_batches]
