@@ -17,8 +17,8 @@ namespace nq {
 namespace detail {
 
 inline void accumulate_leaf(AutogradMeta& m, const Tensor& g) {
-  if (!m.grad) {  // own a fresh contiguous copy: g may alias other buffers
-    Tensor c = Tensor::empty(g.shape(), g.dtype());
+  if (!m.grad) {  // own a fresh contiguous copy (on g's device): g may alias other buffers
+    Tensor c = Tensor::empty(g.shape(), g.options());
     c.copy_(g);
     m.grad = c.impl_ptr();
     return;
@@ -26,7 +26,10 @@ inline void accumulate_leaf(AutogradMeta& m, const Tensor& g) {
   Tensor acc(m.grad);
   NQ_CHECK(acc.shape() == g.shape(), "backward", "gradient of shape ", shape_str(g.shape()),
            " does not match existing .grad ", shape_str(acc.shape()));
-  acc.copy_(add(acc, g));
+  Tensor gg = g;
+  if (gg.device() != acc.device()) gg = gg.to(acc.device());  // .grad stays where it lives
+  if (gg.dtype() != acc.dtype() && acc.device().is_cuda()) gg = gg.to(acc.dtype());
+  acc.copy_(add(acc, gg));
 }
 
 inline void run_backward(const Tensor& root, const Tensor& grad_out, bool retain_graph) {
@@ -87,6 +90,11 @@ inline void run_backward(const Tensor& root, const Tensor& grad_out, bool retain
       Edge& e = n->next[i];
       if (!e.active()) continue;
       Tensor& gi = in_grads[i];
+      // Mixed precision on CUDA: a gradient computed in a wider dtype (an op
+      // that promoted bf16 to f32) is cast to its input's dtype.
+      if (gi.defined() && gi.device().is_cuda() && gi.dtype() != e.dtype && is_floating(gi.dtype()) &&
+          is_floating(e.dtype))
+        gi = gi.to(e.dtype);
       if (gi.defined()) {
         NQ_CHECK(gi.shape() == e.shape && gi.dtype() == e.dtype, "backward", "op '", n->name, "' (output ",
                  shape_str(n->out_shape), ") produced a gradient ", gi.brief(), " for input ", i,
@@ -116,7 +124,7 @@ inline void run_backward(const Tensor& root, const Tensor& grad_out, bool retain
 inline void Tensor::backward(bool retain_graph) const {
   NQ_CHECK(numel() == 1, "backward", "implicit upstream gradient needs a scalar, got ", brief(),
            "; pass grad_output explicitly");
-  detail::run_backward(*this, ones(shape(), dtype()), retain_graph);
+  detail::run_backward(*this, ones(shape(), options()), retain_graph);  // on this tensor's device
 }
 
 inline void Tensor::backward(const Tensor& grad_output, bool retain_graph) const {

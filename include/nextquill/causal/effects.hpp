@@ -16,12 +16,13 @@
 
 namespace nq::causal {
 
-// log p(y_k) per row (0 at ignored rows), no gradient.
+// log p(y_k) per row (0 at ignored rows), no gradient; on z's device, in z's
+// dtype (fp32 logits from CausalLM also under autocast).
 inline Tensor gold_logprob(const Tensor& z, const Tensor& y) {
   NoGradGuard ng;
   CrossEntropyOptions o;
   o.reduction = Reduction::None;
-  return neg(cross_entropy(z.detach(), y, o));
+  return neg(cross_entropy(z.detach(), y.to(z.device()), o));
 }
 
 // DCE (N) = p_h(y) - p_0(y) from estimator logits, no gradient.
@@ -37,7 +38,9 @@ inline Tensor data_effect(const Tensor& ze_h, const Tensor& ze_0, const Tensor& 
 // MCE at the gold token (N): z_h[y] - z_0[y], no gradient (for inspection).
 inline std::vector<double> model_effect_at_gold(const Tensor& z_h, const Tensor& z_0, const Tensor& y) {
   NoGradGuard ng;
-  Tensor zh = z_h.to(kFloat64).contiguous(), z0 = z_0.to(kFloat64).contiguous(), yc = y.contiguous();
+  // On the host (the inspector's per-token view; copies (N,V) from a device).
+  Tensor zh = z_h.cpu().to(kFloat64).contiguous(), z0 = z_0.cpu().to(kFloat64).contiguous(),
+         yc = y.cpu().contiguous();
   const int64_t N = zh.size(0), V = zh.size(1);
   const double *a = zh.data_ptr<double>(), *b = z0.data_ptr<double>();
   const int64_t* t = yc.data_ptr<int64_t>();

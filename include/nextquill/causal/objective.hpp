@@ -9,6 +9,13 @@
 // Only target rows go through the output layer. One backward covers both
 // passes. Presets that need one pass (sft, context-sft, or a fixed estimator
 // without L_p) run one.
+//
+// Devices: the objective runs where the model is (Module::to). A batch may
+// stay on the CPU or be moved with PairedBatch::to: the model moves ids and
+// masks, target_logits moves the rows, and the loss runs on the logits'
+// device. Logits are fp32 (also under CausalLM::set_autocast(kBFloat16)), so
+// the effects, weights and losses are fp32 math. Host reads per step: the
+// weight rule's N values and the statistics step() reports, in one copy.
 #include <map>
 #include <memory>
 #include <string>
@@ -17,20 +24,19 @@
 
 #include "../data/batch.hpp"
 #include "../models/causal_lm.hpp"
+#include "../ops/join.hpp"
 #include "loss.hpp"
 
 namespace nq::causal {
 
 // Logits (N,V) of `model` at the flat positions `rows` (N) of a (B,L) batch.
+// On the model's device, in the model's dtype.
 inline Tensor target_logits(const CausalLM& model, const Tensor& ids, const Tensor& mask,
                             const Tensor& rows) {
   ForwardOptions fo;
   fo.attention_mask = mask;
   Tensor h = model.hidden_states(ids, fo);  // (B,L,C)
-  const int64_t C = h.size(2);
-  Tensor hr =
-      embedding(h.reshape({h.size(0) * h.size(1), C}), rows);  // (N,C): row gather, scatter-add backward
-  return model.logits_from_hidden(hr);                         // (N,V)
+  return model.logits_at_rows(h, rows);     // (N,C) row gather (scatter-add backward) -> (N,V)
 }
 
 // A frozen model that supplies DCE (and JS values) computed once per example
@@ -46,9 +52,10 @@ class FixedEstimator {
   const CausalLM& model() const { return *model_; }
   size_t cached_examples() const { return cache_.size(); }
 
+  // Values on the device of b.targets (the cache lives on the host).
   EstimatorOutput operator()(const data::PairedBatch& b, WeightRule rule) {
-    const auto tgt = b.targets.to_vector<int64_t>();
-    const auto ex = b.example.to_vector<int64_t>();
+    const auto tgt = b.targets.cpu().to_vector<int64_t>();
+    const auto ex = b.example.cpu().to_vector<int64_t>();
     const auto keys = example_keys(b);
     bool all = true;
     for (auto k : keys) all = all && cache_.count(k) && (rule != WeightRule::JS || !cache_[k].js.empty());
@@ -57,8 +64,8 @@ class FixedEstimator {
       Tensor zh = target_logits(*model_, b.ids_h, b.mask_h, b.rows_h);
       Tensor z0 = target_logits(*model_, b.ids_0, b.mask_0, b.rows_0);
       EstimatorOutput e = estimate(zh, z0, b.targets, rule);
-      auto d = e.dce.to_vector<double>();
-      std::vector<double> j = e.js.defined() ? e.js.to_vector<double>() : std::vector<double>();
+      auto d = e.dce.cpu().to_vector<double>();
+      std::vector<double> j = e.js.defined() ? e.js.cpu().to_vector<double>() : std::vector<double>();
       for (size_t r = 0; r < keys.size(); ++r) cache_[keys[r]] = {};
       for (size_t k = 0; k < d.size(); ++k) {
         auto& c = cache_[keys[ex[k]]];
@@ -77,8 +84,9 @@ class FixedEstimator {
       if (rule == WeightRule::JS) js[k] = c.js[i];
     }
     EstimatorOutput out;
-    out.dce = from_vector(dce, {static_cast<int64_t>(dce.size())}, kFloat32);
-    if (rule == WeightRule::JS) out.js = from_vector(js, {static_cast<int64_t>(js.size())}, kFloat32);
+    const Device dev = b.targets.device();
+    out.dce = from_vector(dce, {static_cast<int64_t>(dce.size())}, kFloat32).to(dev);
+    if (rule == WeightRule::JS) out.js = from_vector(js, {static_cast<int64_t>(js.size())}, kFloat32).to(dev);
     return out;
   }
 
@@ -96,8 +104,8 @@ class FixedEstimator {
     for (const auto* pr : {&b.ids_h, &b.ids_0}) {
       const Tensor& ids = *pr;
       const Tensor& mask = pr == &b.ids_h ? b.mask_h : b.mask_0;
-      auto iv = ids.to_vector<int64_t>();
-      auto mv = mask.to_vector<int64_t>();
+      auto iv = ids.cpu().to_vector<int64_t>();
+      auto mv = mask.cpu().to_vector<int64_t>();
       const int64_t L = ids.size(1);
       for (int64_t r = 0; r < B; ++r) {
         for (int64_t t = 0; t < L; ++t)
@@ -105,8 +113,8 @@ class FixedEstimator {
         mix(keys[r], -1);
       }
     }
-    auto tg = b.targets.to_vector<int64_t>();
-    auto ex = b.example.to_vector<int64_t>();
+    auto tg = b.targets.cpu().to_vector<int64_t>();
+    auto ex = b.example.cpu().to_vector<int64_t>();
     for (size_t k = 0; k < tg.size(); ++k) mix(keys[ex[k]], tg[k]);
     return keys;
   }
@@ -139,23 +147,38 @@ class NextQuillObjective {
     EstimatorOutput fixed;
     const bool use_fixed =
         opts_.use_history && opts_.estimator == EstimatorKind::Fixed && est_ && opts_.needs_weights();
-    if (use_fixed) fixed = (*est_)(b, opts_.rule);
-    return nextquill_loss(z_h, z_0, b.targets, b.batch_size, opts_, use_fixed ? &fixed : nullptr);
+    // Targets and estimator values next to the logits (no-ops on the CPU).
+    const Device dev = model_.embed->weight.device();
+    if (use_fixed) {
+      fixed = (*est_)(b, opts_.rule);
+      if (fixed.dce.defined()) fixed.dce = fixed.dce.to(dev);
+      if (fixed.js.defined()) fixed.js = fixed.js.to(dev);
+    }
+    return nextquill_loss(z_h, z_0, b.targets.to(dev), b.batch_size, opts_, use_fixed ? &fixed : nullptr);
   }
 
   // forward + backward; the optimizer step is the caller's.
+  // The statistics (loss, l_n, l_p, DCE) reach the host in one copy.
   StepStats step(const data::PairedBatch& b) {
     LossParts p = forward(b);
-    const double loss = p.total.item();
-    NQ_CHECK(std::isfinite(loss), "NextQuillObjective", "loss is ", loss, " (l_n ", p.l_n.item(), ", l_p ",
-             p.l_p.item(), ")");
+    std::vector<double> host;
+    {
+      NoGradGuard ng;
+      const Device dev = p.total.device();
+      const DType dt = p.total.dtype();
+      auto one = [&](const Tensor& t) { return t.detach().to(dev).to(dt).reshape({-1}); };
+      host = concat({one(p.total), one(p.l_n), one(p.l_p), one(p.dce)}, 0).cpu().to_vector<double>();
+    }
+    const double loss = host[0];
+    NQ_CHECK(std::isfinite(loss), "NextQuillObjective", "loss is ", loss, " (l_n ", host[1], ", l_p ",
+             host[2], ")");
     p.total.backward();
     StepStats s;
-    s.loss = loss, s.l_n = p.l_n.item(), s.l_p = p.l_p.item(), s.frac_preference = p.frac_preference;
+    s.loss = loss, s.l_n = host[1], s.l_p = host[2], s.frac_preference = p.frac_preference;
     s.n_targets = p.n_valid;
-    auto d = p.dce.to_vector<double>();
-    for (double v : d) s.mean_dce += v;
-    s.mean_dce = d.empty() ? 0 : s.mean_dce / static_cast<double>(d.size());
+    const size_t nd = host.size() - 3;
+    for (size_t k = 0; k < nd; ++k) s.mean_dce += host[3 + k];
+    s.mean_dce = nd == 0 ? 0 : s.mean_dce / static_cast<double>(nd);
     return s;
   }
 
@@ -179,17 +202,18 @@ inline std::vector<std::vector<TokenEffect>> inspect(const CausalLM& model, cons
   NoGradGuard ng;
   Tensor zh = target_logits(model, b.ids_h, b.mask_h, b.rows_h);
   Tensor z0 = target_logits(model, b.ids_0, b.mask_0, b.rows_0);
-  auto ph = exp(gold_logprob(zh, b.targets)).to_vector<double>();
-  auto p0 = exp(gold_logprob(z0, b.targets)).to_vector<double>();
-  auto mce = model_effect_at_gold(zh, z0, b.targets);
-  EstimatorOutput e = estimate(zh, z0, b.targets, opts.rule);
+  const Tensor y = b.targets.to(zh.device());
+  auto ph = exp(gold_logprob(zh, y)).cpu().to_vector<double>();
+  auto p0 = exp(gold_logprob(z0, y)).cpu().to_vector<double>();
+  auto mce = model_effect_at_gold(zh, z0, y);
+  EstimatorOutput e = estimate(zh, z0, y, opts.rule);
   Tensor w = opts.rule == WeightRule::Threshold
-                 ? threshold_weights(e.dce, b.targets, opts.delta, opts.lambda, opts.epsilon)
+                 ? threshold_weights(e.dce, y, opts.delta, opts.lambda, opts.epsilon)
              : opts.rule == WeightRule::JS ? e.js
-                                           : uniform_weights(b.targets, kFloat32);
-  auto wv = w.to_vector<double>();
-  auto tg = b.targets.to_vector<int64_t>();
-  auto ex = b.example.to_vector<int64_t>();
+                                           : uniform_weights(y, kFloat32);
+  auto wv = w.cpu().to_vector<double>();
+  auto tg = b.targets.cpu().to_vector<int64_t>();
+  auto ex = b.example.cpu().to_vector<int64_t>();
   std::vector<std::vector<TokenEffect>> out(b.batch_size);
   for (size_t k = 0; k < tg.size(); ++k) {
     TokenEffect t;

@@ -4,6 +4,7 @@
 // written once; CPU kernels dispatch on Float32/Float64 and reject the rest
 // with a clear error.
 #include <cstdint>
+#include <cstring>
 #include <ostream>
 #include <string>
 #include <type_traits>
@@ -55,6 +56,34 @@ inline bool is_floating(DType d) { return d != DType::Int64; }
 
 inline std::ostream& operator<<(std::ostream& os, DType d) { return os << dtype_name(d); }
 
+// Host-side bfloat16 storage (the top 16 bits of a float32, round to nearest
+// even). The CPU backend only moves and converts it (copy_, fill_,
+// to_vector, device transfers); CPU kernels still reject it.
+struct bfloat16 {
+  uint16_t bits = 0;
+  bfloat16() = default;
+  template <typename T, typename = std::enable_if_t<std::is_arithmetic_v<T>>>
+  explicit bfloat16(T v) : bits(from_float(static_cast<float>(v))) {}
+  template <typename T, typename = std::enable_if_t<std::is_arithmetic_v<T>>>
+  explicit operator T() const {
+    return static_cast<T>(to_float());
+  }
+  float to_float() const {
+    uint32_t u = static_cast<uint32_t>(bits) << 16;
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+  }
+  static uint16_t from_float(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);  // quiet NaN
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return static_cast<uint16_t>(u >> 16);
+  }
+};
+static_assert(sizeof(bfloat16) == 2, "bfloat16 must be 2 bytes");
+
 // C++ type -> DType.
 template <typename T>
 constexpr DType dtype_of() {
@@ -64,6 +93,8 @@ constexpr DType dtype_of() {
     return DType::Float64;
   else if constexpr (std::is_same_v<T, int64_t>)
     return DType::Int64;
+  else if constexpr (std::is_same_v<T, bfloat16>)
+    return DType::BFloat16;
   else
     static_assert(sizeof(T) == 0, "nq: unsupported element type");
 }

@@ -10,6 +10,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "../cuda/runtime.hpp"
 #include "dtype.hpp"
 
 namespace nq {
@@ -105,18 +106,27 @@ class CpuAllocator {
 
 class Storage {
  public:
-  // Allocates `nbytes` on `device` (CPU only here; the CUDA backend adds its
-  // caching allocator behind the same interface).
+  // Allocates `nbytes` on `device`: CPU memory from CpuAllocator, CUDA memory
+  // from the caching device allocator (cuda/runtime.hpp).
   Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
-    NQ_CHECK(device.is_cpu(), "Storage", "device ", device.str(),
-             " is not available in this build (CPU only)");
-    data_ = CpuAllocator::instance().allocate(nbytes);
+    if (device.is_cpu()) {
+      data_ = CpuAllocator::instance().allocate(nbytes);
+    } else {
+      NQ_CHECK(device.index >= 0 && device.index < cuda::device_count(), "Storage", "device ", device.str(),
+               " is not available (", cuda::device_count(), " CUDA device(s) visible",
+               NEXTQUILL_WITH_CUDA ? ")" : "; nextquill was built without CUDA)");
+      data_ = cuda::device_alloc(nbytes, device.index);
+    }
   }
   // Wraps memory owned elsewhere (no copy); `keep_alive` is released with us.
   Storage(void* data, size_t nbytes, Device device, std::shared_ptr<void> keep_alive)
       : data_(data), nbytes_(nbytes), device_(device), owner_(std::move(keep_alive)), owns_(false) {}
   ~Storage() {
-    if (owns_) CpuAllocator::instance().release(data_, nbytes_);
+    if (!owns_) return;
+    if (device_.is_cpu())
+      CpuAllocator::instance().release(data_, nbytes_);
+    else
+      cuda::device_free(data_, nbytes_, device_.index);
   }
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;

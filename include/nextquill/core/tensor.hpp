@@ -173,6 +173,13 @@ class Tensor {
   inline Tensor contiguous() const;
   inline Tensor clone() const;
   inline Tensor to(DType d) const;
+  // Copy to another device (differentiable; the gradient comes back to this
+  // tensor's device). Same device: returns *this.
+  inline Tensor to(Device d) const;
+  inline Tensor cpu() const;
+  inline Tensor cuda(int index = 0) const;
+  // Options matching this tensor: dtype and device (requires_grad off).
+  TensorOptions options() const { return TensorOptions(dtype()).with_device(device()); }
 
   // ---- reductions (ops/reduce.hpp) -----------------------------------------
   inline Tensor sum() const;
@@ -186,7 +193,7 @@ class Tensor {
   template <typename T>
   std::vector<T> to_vector() const;
   inline Tensor& fill_(double v);
-  inline Tensor& zero_() { return fill_(0.0); }
+  inline Tensor& zero_();
   inline Tensor& copy_(const Tensor& src);  // broadcasts src; converts dtype
 
   // Short text like "Tensor[2,3] float32".

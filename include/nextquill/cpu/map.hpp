@@ -11,9 +11,17 @@
 
 namespace nq::cpu {
 
+// Every CPU kernel entry calls this first: a CUDA tensor that reaches a
+// CPU-only kernel gets a clear error instead of a dereferenced device pointer.
+inline void require_cpu(const Tensor& t, const char* op) {
+  if (t.defined() && !t.device().is_cpu())
+    fail(op, "no CUDA implementation for ", op, " (tensor on ", t.device().str(), ")");
+}
+
 template <typename T, size_t N, typename F>
 Tensor map_n(const std::array<Tensor, N>& in, const char* op, F&& f) {
   Shape shape = in[0].shape();
+  for (size_t k = 0; k < N; ++k) require_cpu(in[k], op);
   for (size_t k = 0; k < N; ++k) {
     NQ_CHECK(in[k].dtype() == in[0].dtype(), op, "dtype mismatch: ", in[0].brief(), " vs ", in[k].brief());
     NQ_CHECK(in[k].device() == in[0].device(), op, "device mismatch: ", in[0].device().str(), " vs ",

@@ -67,17 +67,31 @@ struct PairedBatch {
   // prompt and pad positions, so cross_entropy(logits.reshape({-1, V}),
   // labels.reshape({-1}), ignore_index -100) is the usual masked LM loss.
   // (Unlike Hugging Face's unshifted labels: the inputs do not hold the EOS.)
+  // On the ids' device.
   Tensor labels_h() const { return labels(ids_h, rows_h); }
   Tensor labels_0() const { return labels(ids_0, rows_0); }
+
+  // The batch with every tensor on `d` (collate builds on the CPU): a
+  // training loop moves ids, masks, rows and targets once per step. The
+  // model also accepts host tensors (it moves them itself); keeping the masks
+  // on the host spares it a device-to-host copy for the positions, so a loop
+  // that only feeds the model may as well not move at all.
+  PairedBatch to(Device d) const {
+    PairedBatch b = *this;
+    for (Tensor* t : {&b.ids_h, &b.mask_h, &b.ids_0, &b.mask_0, &b.rows_h, &b.rows_0, &b.targets, &b.example})
+      if (t->defined()) *t = t->to(d);
+    return b;
+  }
+  Device device() const { return ids_h.defined() ? ids_h.device() : Device::cpu(); }
 
  private:
   Tensor labels(const Tensor& ids, const Tensor& rows) const {
     const int64_t B = ids.size(0), L = ids.size(1);
     std::vector<int64_t> lab(size_t(B * L), -100);
-    const int64_t* r = rows.data_ptr<int64_t>();
-    const int64_t* y = targets.data_ptr<int64_t>();
-    for (int64_t k = 0; k < num_targets; ++k) lab[size_t(r[k])] = y[k];
-    return from_vector(lab, {B, L});
+    const auto r = rows.cpu().contiguous().to_vector<int64_t>();
+    const auto y = targets.cpu().contiguous().to_vector<int64_t>();
+    for (int64_t k = 0; k < num_targets; ++k) lab[size_t(r[size_t(k)])] = y[size_t(k)];
+    return from_vector(lab, {B, L}).to(ids.device());
   }
 };
 

@@ -9,6 +9,11 @@
 // the row's real prompt and generated tokens, then greedy or temperature /
 // top-k / top-p sampling (generate/sampling.hpp, Hugging Face semantics).
 // A row stops at an EOS id (kept in its output) or after max_new_tokens.
+//
+// Devices: the model runs where its parameters are (Module::to). Ids and the
+// mask are built on the host and moved by the model (B int64 per step); each
+// step copies the last position's logits, (B,V) fp32, to the host, where the
+// logits processors and sampling run. The KV cache lives on the device.
 #include <algorithm>
 #include <functional>
 #include <vector>
@@ -93,8 +98,10 @@ inline GenerationResult generate(CausalLM& model, const std::vector<std::vector<
   std::vector<float> row(V);
   int64_t len = L;
   for (int64_t step = 0; step < o.max_new_tokens; ++step) {
-    Tensor logits =
-        model.logits_from_hidden(h.narrow(1, h.size(1) - 1, 1)).to(kFloat32).contiguous();  // (B,1,V)
+    Tensor logits = model.logits_from_hidden(h.narrow(1, h.size(1) - 1, 1))
+                        .to(kFloat32)
+                        .cpu()
+                        .contiguous();  // (B,1,V) on the host: the one device-to-host copy per step
     const float* lp = logits.data_ptr<float>();
     std::vector<int64_t> next(B, o.pad_id);
     for (int64_t b = 0; b < B; ++b) {

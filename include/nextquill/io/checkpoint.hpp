@@ -53,6 +53,7 @@ inline std::string float_dtype_of(const nn::Module& m) {
 }  // namespace detail
 
 // Writes model (+ optimizer, scheduler when given) and `state` to `path`.
+// Tensors on the GPU are copied to the host first (to_raw).
 // `config_json` (e.g. CausalLMConfig::to_json().dump()) is stored so the model
 // can be rebuilt from the file alone.
 inline void save_checkpoint(const std::string& path, const nn::Module& model, const optim::Optimizer* opt,
@@ -98,6 +99,9 @@ inline TrainState load_checkpoint(const std::string& path, nn::Module& model, op
                                   optim::LRScheduler* sched) {
   SafetensorsFile f = read_checkpoint_file(path);
   const DType dt = detail::float_dtype_of(model) == "F64" ? kFloat64 : kFloat32;
+  // Read on the host; the model copies its tensors across (load_state_dict)
+  // and the optimizer state is handed over on the model's device.
+  const Device dev = model.device();
   std::map<std::string, Tensor> mstate;
   std::vector<std::pair<std::string, Tensor>> ostate;
   std::map<std::string, std::string> ometa, smeta;
@@ -105,7 +109,7 @@ inline TrainState load_checkpoint(const std::string& path, nn::Module& model, op
     if (name.rfind("model.", 0) == 0)
       mstate[name.substr(6)] = from_raw(raw, dt, path + ": '" + name + "'");
     else if (name.rfind("optim.", 0) == 0)
-      ostate.emplace_back(name.substr(6), from_raw(raw, dt, path + ": '" + name + "'"));
+      ostate.emplace_back(name.substr(6), from_raw(raw, dt, path + ": '" + name + "'").to(dev));
     else
       fail("checkpoint", path, ": unexpected tensor '", name, "'");
   }
@@ -147,8 +151,10 @@ inline TrainState load_checkpoint(const std::string& path, nn::Module& model, op
 }
 
 // Rebuilds a CausalLM from a checkpoint written with its config (for
-// evaluation and generation; optimizer state is ignored).
-inline std::shared_ptr<CausalLM> load_model_from_checkpoint(const std::string& path, DType dtype = kFloat32) {
+// evaluation and generation; optimizer state is ignored), on the CPU, then
+// moves it to `device`.
+inline std::shared_ptr<CausalLM> load_model_from_checkpoint(const std::string& path, DType dtype = kFloat32,
+                                                            Device device = Device::cpu()) {
   SafetensorsFile f = read_checkpoint_file(path);
   auto it = f.metadata.find("model.config");
   NQ_CHECK(it != f.metadata.end(), "checkpoint", path, ": metadata 'model.config' is missing");
@@ -171,6 +177,7 @@ inline std::shared_ptr<CausalLM> load_model_from_checkpoint(const std::string& p
   } catch (const Error& e) {
     fail("checkpoint", path, ": ", e.what());
   }
+  if (device != Device::cpu()) model->to(device);
   return model;
 }
 

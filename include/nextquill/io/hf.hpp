@@ -212,8 +212,10 @@ inline std::map<std::string, RawTensor> read_hf_weights(const std::string& dir) 
 
 // Builds a CausalLM from a Hugging Face model directory. Every model tensor
 // must be present with the right shape; unknown tensors are an error (buffers
-// such as GPT-2's attn.bias mask and rotary inv_freq are skipped).
-inline std::shared_ptr<CausalLM> load_hf(const std::string& dir, DType dtype = kFloat32) {
+// such as GPT-2's attn.bias mask and rotary inv_freq are skipped). The model
+// is built and loaded on the CPU, then moved to `device` (Module::to).
+inline std::shared_ptr<CausalLM> load_hf(const std::string& dir, DType dtype = kFloat32,
+                                         Device device = Device::cpu()) {
   const std::string cfg_path = dir + "/config.json";
   CausalLMConfig c = hf_config_from_json(detail::read_json_file(cfg_path), cfg_path);
   auto model = std::make_shared<CausalLM>(c, 0, dtype);
@@ -256,12 +258,14 @@ inline std::shared_ptr<CausalLM> load_hf(const std::string& dir, DType dtype = k
     for (size_t i = 0; i < unknown.size() && i < 10; ++i) s += (i ? ", " : "") + unknown[i];
     fail("hf", dir, ": ", unknown.size(), " tensor(s) the model does not use: ", s);
   }
+  if (device != Device::cpu()) model->to(device);
   return model;
 }
 
 // Writes config.json + model.safetensors in the Hugging Face layout of the
 // model's arch (gpt2, llama or qwen2), so transformers can load it. `dtype`
-// is the safetensors dtype of the weights ("F32", "BF16" or "F16").
+// is the safetensors dtype of the weights ("F32", "BF16" or "F16"). A model
+// on the GPU is copied to the host tensor by tensor (to_raw).
 inline void save_hf(const CausalLM& model, const std::string& dir, const std::string& dtype = "F32") {
   namespace fs = std::filesystem;
   fs::create_directories(dir);

@@ -43,8 +43,15 @@ inline uint16_t float_to_half(float f) {
 }  // namespace detail
 
 // Tensor -> raw bytes in `dtype` ("F32", "F64", "F16", "BF16"; int64 tensors
-// are always written as "I64").
-inline RawTensor to_raw(const Tensor& t, const std::string& dtype = "F32") {
+// are always written as "I64"). A tensor on the GPU is copied to the host
+// first (a bf16/f16 one is widened to float32 on the device before the copy).
+inline RawTensor to_raw(const Tensor& t_in, const std::string& dtype = "F32") {
+  NoGradGuard ng;
+  Tensor t = t_in.detach();
+  if (t.device().is_cuda()) {
+    if (t.dtype() == kBFloat16 || t.dtype() == kFloat16) t = t.to(kFloat32);
+    t = t.cpu();
+  }
   RawTensor r;
   r.shape.assign(t.shape().begin(), t.shape().end());
   const int64_t n = t.numel();

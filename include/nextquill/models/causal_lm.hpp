@@ -8,14 +8,22 @@
 //   norm.{weight,bias}, lm_head.weight (V,C) [untied only].
 // After construction the parameters are flattened (nn/module.hpp).
 #include <memory>
+#include <optional>
 #include <vector>
 
+#include "../core/autocast.hpp"
 #include "../nn/block.hpp"
 #include "../nn/embedding.hpp"
+#include "../ops/loss.hpp"
 #include "config.hpp"
 
 namespace nq {
 
+// ids, attention_mask and position_ids may live on the CPU or on the model's
+// device: the model moves them (a copy of a few int64 per token). Positions
+// are made on the host from a host copy of the mask, then copied to the
+// device once per forward (RoPE tables are then built there); pass the mask
+// on the CPU (as generate() does) and no device-to-host copy happens.
 struct ForwardOptions {
   // (B, past+T): 1 for real tokens, 0 for padding (left or right). Positions
   // default to cumsum(mask)-1, so left-padded prompts start at position 0.
@@ -50,12 +58,35 @@ class CausalLM : public nn::Module {
   }
 
   const CausalLMConfig& config() const { return c_; }
+  // The parameters' dtype (the master weights; float32 on the GPU).
   DType dtype() const { return dtype_; }
 
-  // ids (B,T) int64 -> final hidden states (B,T,C), after the last norm.
-  Tensor hidden_states(const Tensor& ids, const ForwardOptions& o = {}) const {
-    NQ_CHECK(ids.dim() == 2 && ids.dtype() == kInt64, "CausalLM", "ids must be int64 (B,T), got ",
-             ids.brief());
+  // Mixed precision: set_autocast(kBFloat16) runs every forward of this model
+  // (hidden_states, logits_from_hidden, forward, lm_loss, and so the
+  // NextQuill objective and generate) under nq::AutocastGuard(kBFloat16): on
+  // CUDA the linear layers multiply in bf16 with fp32 accumulation, while the
+  // parameters stay fp32 master weights (their gradients come back fp32), the
+  // residual stream, layer/RMS norms, softmax inside the losses and the
+  // NextQuill effects stay fp32, and logits are returned in fp32. No loss
+  // scaling is needed for bf16. set_autocast(kFloat32) (the default) stays in
+  // fp32. On the CPU autocast is a no-op. An outer AutocastGuard set by the
+  // caller is respected when the model's own setting is kFloat32.
+  void set_autocast(DType d) {
+    NQ_CHECK(d == kFloat32 || d == kBFloat16, "CausalLM",
+             "set_autocast: bfloat16 (on) or float32 (off), got ", dtype_name(d));
+    autocast_ = d;
+  }
+  DType autocast() const { return autocast_; }
+
+  // ids (B,T) int64 -> final hidden states (B,T,C), after the last norm, in
+  // the model's dtype (fp32 also under autocast).
+  Tensor hidden_states(const Tensor& ids_in, const ForwardOptions& o = {}) const {
+    NQ_CHECK(ids_in.dim() == 2 && ids_in.dtype() == kInt64, "CausalLM", "ids must be int64 (B,T), got ",
+             ids_in.brief());
+    std::optional<AutocastGuard> ag;
+    if (autocast_ != kFloat32) ag.emplace(autocast_);
+    const Device dev = embed->weight.device();
+    const Tensor ids = ids_in.to(dev);
     const int64_t B = ids.size(0), T = ids.size(1);
     const int64_t past = o.cache ? o.cache->length() : 0;
     NQ_CHECK(!o.cache || o.cache->batch == B, "CausalLM", "KV cache was made for batch ", o.cache->batch,
@@ -65,27 +96,44 @@ class CausalLM : public nn::Module {
       NQ_CHECK(mask.dim() == 2 && mask.size(0) == B && mask.size(1) == past + T, "CausalLM",
                "attention_mask ", shape_str(mask.shape()), " must be [", B, ",", past + T,
                "] (batch, cached + new tokens)");
-    Tensor pos = o.position_ids.defined() ? o.position_ids : default_positions(B, T, past, mask);
+    // Positions on the host (a host copy of a device mask or of device
+    // position ids: one small copy per forward), then moved once.
+    Tensor pos = o.position_ids.defined() ? o.position_ids.cpu()
+                                          : default_positions(B, T, past, mask.defined() ? mask.cpu() : mask);
     NQ_CHECK(pos.dim() == 2 && pos.size(0) == B && pos.size(1) == T && pos.dtype() == kInt64, "CausalLM",
              "position_ids must be int64 [", B, ",", T, "], got ", pos.brief());
     Tensor x = embed->forward(ids);  // (B,T,C)
     nn::AttentionInputs in;
-    in.key_padding_mask = mask;
+    if (mask.defined()) in.key_padding_mask = mask.to(dev);
     if (c_.pos == PosKind::Learned) {
       check_positions(pos);
-      x = add(x, pos_embed->forward(pos));
+      x = add(x, pos_embed->forward(pos.to(dev)));
     } else {
-      std::tie(in.cos, in.sin) = rope_tables(pos, c_.hdim(), c_.rope_theta, dtype_);
+      // (B,T,D/2), built on the model's device (a CUDA kernel there).
+      std::tie(in.cos, in.sin) = rope_tables(pos.to(dev), c_.hdim(), c_.rope_theta, dtype_);
     }
     for (size_t i = 0; i < layers.size(); ++i)
       x = layers[i]->forward(x, in, o.cache ? &o.cache->layers[i] : nullptr);
     return norm->forward(x);
   }
 
-  // Hidden states (..., C) -> logits (..., V). Callers that need only some
-  // positions (the NextQuill losses) gather those rows first.
+  // Hidden states (..., C) -> logits (..., V) in the model's dtype (fp32:
+  // under bf16 autocast the product runs in bf16 and is cast up here, so every
+  // loss and probability downstream is fp32 math). Callers that need only some
+  // positions (the NextQuill losses, lm_loss) gather those rows first.
   Tensor logits_from_hidden(const Tensor& h) const {
-    return lm_head ? lm_head->forward(h) : linear(h, embed->weight);
+    std::optional<AutocastGuard> ag;
+    if (autocast_ != kFloat32) ag.emplace(autocast_);
+    Tensor z = lm_head ? lm_head->forward(h) : linear(h, embed->weight);
+    return z.to(dtype_);  // no-op without autocast
+  }
+  // Hidden states (B,T,C) -> logits (N,V) of the flat rows `rows` (N) int64
+  // of the (B*T) positions: a differentiable row gather (scatter-add
+  // backward), so the output layer runs on those N rows only.
+  Tensor logits_at_rows(const Tensor& h, const Tensor& rows) const {
+    NQ_CHECK(h.dim() == 3, "CausalLM", "logits_at_rows: hidden states must be (B,T,C), got ", h.brief());
+    const int64_t C = h.size(2);
+    return logits_from_hidden(embedding(h.reshape({h.size(0) * h.size(1), C}), rows.to(h.device())));
   }
   // The output-layer weight (V, C): the tied embedding or lm_head.
   Tensor output_weight() const { return lm_head ? lm_head->weight : embed->weight; }
@@ -96,6 +144,39 @@ class CausalLM : public nn::Module {
   }
   Tensor operator()(const Tensor& ids, const ForwardOptions& o = {}) const { return forward(ids, o); }
 
+  // The causal-LM training loss: mean cross-entropy over the positions whose
+  // target is not ignore_index, with the output layer applied to those rows
+  // only (no (B,T,V) logits for prompt and pad positions). ids and targets
+  // (B,T) int64, targets already shifted (targets[b,t] is predicted at
+  // (b,t)). Equal to cross_entropy(forward(ids).reshape({-1,V}),
+  // targets.reshape({-1})) up to float rounding. The rows are found on the
+  // host: pass targets on the CPU to avoid a device-to-host copy (on the GPU
+  // a device tensor costs one small copy per call). A batch with no valid
+  // target gives 0.
+  Tensor lm_loss(const Tensor& ids, const Tensor& targets, const ForwardOptions& o = {},
+                 int64_t ignore_index = -100) const {
+    NQ_CHECK(targets.dtype() == kInt64 && targets.shape() == ids.shape(), "CausalLM",
+             "lm_loss: targets must be int64 with the shape of ids ", shape_str(ids.shape()), ", got ",
+             targets.brief());
+    Tensor h = hidden_states(ids, o);  // (B,T,C)
+    const int64_t BT = h.size(0) * h.size(1);
+    const auto t = targets.cpu().contiguous().to_vector<int64_t>();
+    std::vector<int64_t> rows, ys;
+    rows.reserve(t.size()), ys.reserve(t.size());
+    for (int64_t r = 0; r < BT; ++r)
+      if (t[size_t(r)] != ignore_index) rows.push_back(r), ys.push_back(t[size_t(r)]);
+    CrossEntropyOptions co;
+    co.ignore_index = ignore_index;
+    if (int64_t(rows.size()) == BT)  // every row counts: no gather
+      return cross_entropy(logits_from_hidden(h.reshape({BT, h.size(2)})),
+                           targets.reshape({BT}).to(h.device()), co);
+    if (rows.empty()) return mul(h.sum(), 0.0);  // 0, still attached to the graph
+    const int64_t N = int64_t(rows.size());
+    return cross_entropy(logits_at_rows(h, from_vector(rows, {N})), from_vector(ys, {N}).to(h.device()), co);
+  }
+
+  // On the model's device; the cache dtype follows the keys' dtype (bf16
+  // under autocast) from the first forward on.
   nn::KVCache make_cache(int64_t batch, int64_t max_len) const {
     nn::KVCache c;
     c.batch = batch, c.max_len = max_len;
@@ -140,6 +221,7 @@ class CausalLM : public nn::Module {
 
   CausalLMConfig c_;
   DType dtype_;
+  DType autocast_ = kFloat32;
 };
 
 }  // namespace nq

@@ -73,6 +73,8 @@ class CausalSelfAttention : public Module {
     k = k.view({B, T, Hk, D}).transpose(1, 2);  // (B,Hk,T,D)
     v = v.view({B, T, Hk, D}).transpose(1, 2);
     if (in.cos.defined()) {
+      // Under bf16 autocast q and k come out in bf16; the tables stay in the
+      // model's dtype (fp32), which rope takes for a bf16 x on CUDA.
       q = rope(q, in.cos, in.sin);
       k = rope(k, in.cos, in.sin);
     }
@@ -80,11 +82,21 @@ class CausalSelfAttention : public Module {
       NQ_CHECK(cache->len + T <= cache->k.size(2), "CausalSelfAttention", "KV cache of ", cache->k.size(2),
                " positions is full (", cache->len, " used, ", T, " more requested)");
       NoGradGuard ng;
+      if (cache->len == 0 && cache->k.dtype() != k.dtype()) {
+        // First use under autocast: keep the cache in the keys' dtype (bf16),
+        // so attention sees one dtype and decoding casts nothing.
+        cache->k = zeros(cache->k.shape(), k.options());
+        cache->v = zeros(cache->v.shape(), v.options());
+      }
+      NQ_CHECK(cache->k.device() == k.device(), "CausalSelfAttention", "KV cache is on ",
+               cache->k.device().str(), " but the model runs on ", k.device().str(),
+               " (make the cache after moving the model)");
       cache->k.narrow(2, cache->len, T).copy_(k);
       cache->v.narrow(2, cache->len, T).copy_(v);
       cache->len += T;
       k = cache->k.narrow(2, 0, cache->len);
       v = cache->v.narrow(2, 0, cache->len);
+      if (k.dtype() != q.dtype()) k = k.to(q.dtype()), v = v.to(q.dtype());
     }
     if (Hk != H) {  // GQA: each kv head serves H/Hk consecutive query heads
       const int64_t S = k.size(2), G = H / Hk;
@@ -94,15 +106,18 @@ class CausalSelfAttention : public Module {
     AttentionOptions ao;
     ao.causal = true;
     ao.key_padding_mask = in.key_padding_mask;
-    Tensor a = scaled_dot_product_attention(q, k, v, ao);  // (B,H,T,D)
+    Tensor a = scaled_dot_product_attention(q, k, v, ao);  // (B,H,T,D), q's dtype
     Tensor y = o_proj->forward(a.transpose(1, 2).reshape({B, T, H * D}));
     return c_.dropout > 0 ? dropout(y, c_.dropout, is_training()) : y;
   }
 
+  // On the module's device, in the config dtype (switched to the keys' dtype
+  // on first use when they differ, i.e. under autocast).
   LayerKV make_cache(int64_t batch, int64_t max_len) const {
     LayerKV kv;
-    kv.k = zeros({batch, c_.n_kv_heads, max_len, c_.head_dim}, c_.dtype);
-    kv.v = zeros({batch, c_.n_kv_heads, max_len, c_.head_dim}, c_.dtype);
+    const TensorOptions o = TensorOptions(c_.dtype).with_device(o_proj->weight.device());
+    kv.k = zeros({batch, c_.n_kv_heads, max_len, c_.head_dim}, o);
+    kv.v = zeros({batch, c_.n_kv_heads, max_len, c_.head_dim}, o);
     return kv;
   }
   const AttentionConfig& config() const { return c_; }

@@ -46,11 +46,13 @@ class Block : public Module {
     else
       swiglu = register_module("mlp", std::make_shared<SwiGLU>(mc, g));
   }
-  // (B,T,C) -> (B,T,C)
+  // (B,T,C) -> (B,T,C). The residual stream keeps x's dtype (fp32): under
+  // bf16 autocast the attention and MLP outputs come back in bf16 and are cast
+  // up before the add, so the norms always see fp32 (a no-op without autocast).
   Tensor forward(const Tensor& x, const AttentionInputs& in, LayerKV* cache = nullptr) const {
-    Tensor h = add(x, attn->forward(attn_norm->forward(x), in, cache));
+    Tensor h = add(x, attn->forward(attn_norm->forward(x), in, cache).to(x.dtype()));
     Tensor m = mlp_norm->forward(h);
-    return add(h, mlp ? mlp->forward(m) : swiglu->forward(m));
+    return add(h, (mlp ? mlp->forward(m) : swiglu->forward(m)).to(x.dtype()));
   }
 
   std::shared_ptr<Norm> attn_norm, mlp_norm;

@@ -73,6 +73,12 @@ class Linear : public Module {
       Tensor bw = st->B->weight;
       bw.zero_();
     }
+    // Drawn on the host like every initialiser, then moved next to the base
+    // weight (a model already on the GPU gets its adapters there).
+    if (weight.device() != st->A->weight.device()) {
+      st->A->to(weight.device());
+      st->B->to(weight.device());
+    }
     lora_ = std::move(st);
   }
   // W += scale * B A (forward then skips the adapter); unmerge undoes it.

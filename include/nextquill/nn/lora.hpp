@@ -128,7 +128,7 @@ inline std::map<std::string, std::string> load_lora(Module& root, const std::str
     NQ_CHECK(it->second.shape() == t.shape(), "LoRA", path, ": adapter '", n, "' has shape ",
              shape_str(it->second.shape()), ", the model expects ", shape_str(t.shape()));
     Tensor dst = t;
-    dst.copy_(it->second);
+    dst.copy_(it->second.to(dst.device()));  // read on the host, copied to the model's device
   }
   for (auto& [n, t] : f.tensors)
     NQ_CHECK(have.count(n), "LoRA", path, ": tensor '", n, "' matches no adapter of the model");

@@ -149,7 +149,7 @@ class Module : public std::enable_shared_from_this<Module> {
       NQ_CHECK(it->second.shape() == t.shape(), "load_state_dict", "'", name, "' has shape ",
                shape_str(it->second.shape()), " in the source but ", shape_str(t.shape()), " in the model");
       Tensor dst = t;
-      dst.copy_(it->second);
+      dst.copy_(it->second.to(dst.device()));  // a CPU state dict loads into a model on any device
       used.insert(name);
     }
     if (!strict) return;
@@ -176,6 +176,49 @@ class Module : public std::enable_shared_from_this<Module> {
     }
   }
 
+  // ---- devices ---------------------------------------------------------------------
+  // The device of the first parameter (else the first buffer; CPU when the
+  // tree holds no tensors). A tree lives on one device: see to().
+  Device device() const {
+    auto ps = named_parameters();
+    if (!ps.empty()) return ps.front().second.device();
+    auto bs = named_buffers();
+    return bs.empty() ? Device::cpu() : bs.front().second.device();
+  }
+  // Moves every parameter and buffer of the tree to `d` (e.g. Device::cuda(0)),
+  // keeping dtype (parameters stay fp32 on the GPU: the master weights),
+  // requires_grad, names and the flat layout: the flat parameter and gradient
+  // buffers move as two copies and every parameter is rebound in place to its
+  // old offset in the new storage, so every handle the modules (and tied
+  // weights) hold sees the move and .grad stays a view of the flat gradient
+  // buffer. Gradients move with their parameters. Call it on the root (the
+  // module that owns the flat buffers) and before building an optimizer:
+  // optimizer state made earlier stays on the old device. Build on the CPU,
+  // then move: initialisers draw on the host so a model is the same on both.
+  Module& to(Device d) {
+    NoGradGuard ng;
+    if (is_flat() && flat_.data.device() != d) {
+      Tensor data = flat_.data.to(d);
+      Tensor grad = flat_.grad.defined() ? flat_.grad.to(d) : Tensor();
+      for (auto& s : flat_.slots) {
+        TensorImpl* impl = s.param.impl();
+        if (impl->storage != flat_.data.storage()) continue;  // rebound since: moved below
+        impl->storage = data.storage();                       // same offset and strides in the copy
+        if (s.grad_offset >= 0 && grad.defined()) {
+          Tensor p = s.param;
+          p.set_grad(grad.narrow(0, s.grad_offset, s.param.numel()).view(s.param.shape()));
+        }
+      }
+      flat_.data = data;
+      flat_.grad = grad;
+    }
+    for (auto& [n, t] : named_parameters()) move_impl(t, d);
+    for (auto& [n, t] : named_buffers()) move_impl(t, d);
+    return *this;
+  }
+  Module& cuda(int index = 0) { return to(Device::cuda(index)); }
+  Module& cpu() { return to(Device::cpu()); }
+
   // ---- flat buffers --------------------------------------------------------------
   // (Re)builds the flat parameter and gradient storages for this tree. Call
   // after the tree is complete and again after adding parameters (LoRA) or
@@ -197,8 +240,14 @@ class Module : public std::enable_shared_from_this<Module> {
       }
       f.slots.push_back(std::move(s));
     }
-    f.data = zeros({n}, dt);
-    if (g > 0) f.grad = zeros({g}, dt);
+    // The flat buffers live where the parameters live (one device per tree).
+    const Device dev = named.empty() ? Device::cpu() : named.front().second.device();
+    for (auto& [name, t] : named)
+      NQ_CHECK(t.device() == dev, "flatten_parameters", "parameter '", name, "' is on ", t.device().str(),
+               " but others are on ", dev.str(), " (move the whole tree with Module::to)");
+    const TensorOptions fo = TensorOptions(dt).with_device(dev);
+    f.data = zeros({n}, fo);
+    if (g > 0) f.grad = zeros({g}, fo);
     for (auto& s : f.slots) {
       Tensor view = f.data.narrow(0, s.offset, s.param.numel()).view(s.param.shape());
       view.copy_(s.param);
@@ -258,6 +307,21 @@ class Module : public std::enable_shared_from_this<Module> {
     for (size_t i = 0; i < v.size() && i < 20; ++i) s += (i ? ", " : "") + v[i];
     if (v.size() > 20) s += ", ... (" + std::to_string(v.size()) + " in all)";
     return s;
+  }
+  // Rebinds one parameter's or buffer's TensorImpl to a contiguous copy on
+  // `d` (in place, so every holder sees it); its gradient moves along.
+  static void move_impl(const Tensor& t, Device d) {
+    if (t.device() == d) return;
+    Tensor moved = t.detach().to(d).contiguous();
+    TensorImpl* impl = t.impl();
+    impl->storage = moved.storage();
+    impl->offset = moved.offset();
+    impl->strides = moved.strides();
+    Tensor g = t.grad();
+    if (g.defined() && g.device() != d) {
+      Tensor p = t;
+      p.set_grad(g.detach().to(d).contiguous());
+    }
   }
   template <typename F>
   void collect(const std::string& prefix, bool recurse, F&& f) const {

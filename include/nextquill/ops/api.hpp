@@ -128,6 +128,10 @@ struct CrossEntropyOptions {
 // logits (..., V), targets int64 (...). Through logsumexp: no softmax copy.
 inline Tensor cross_entropy(const Tensor& logits, const Tensor& targets,
                             const CrossEntropyOptions& opts = {});
+// cross_entropy(z - z0, targets): NextQuill's logit-difference loss. On CUDA one
+// fused pass over the vocabulary; no gradient to z0 when it needs none.
+inline Tensor cross_entropy_diff(const Tensor& z, const Tensor& z0, const Tensor& targets,
+                                 const CrossEntropyOptions& opts = {});
 
 // ---- operators ---------------------------------------------------------------
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }

@@ -12,17 +12,22 @@
 // Inside the parallel region each GEMM runs on one thread (OpenBLAS is the
 // OpenMP build and does not nest), which is the intent: the pairs are the
 // parallel work.
+//
+// CUDA tensors go to kernels/attention.cu (flash-style tiled kernels, fp32
+// math, tensor cores for bf16); that graph saves q, k, v, the output and an
+// fp32 (B,H,T) log-sum-exp.
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
-#include <new>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <memory>
+#include <new>
 #include <vector>
 
 #include "../cpu/gemm.hpp"
 #include "../cpu/parallel.hpp"
+#include "../cuda/attention.hpp"
 #include "matmul.hpp"
 #include "softmax.hpp"
 
@@ -217,6 +222,35 @@ inline Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, con
            " (B,H,S,D), v ", shape_str(v.shape()), " (B,H,S,Dv)");
   NQ_CHECK(q.dtype() == k.dtype() && q.dtype() == v.dtype(), op, "dtype mismatch: q ", q.brief(), ", k ",
            k.brief(), ", v ", v.brief());
+
+#if NEXTQUILL_WITH_CUDA
+  // CUDA: fused flash-style kernels (kernels/attention.cu); the graph saves q, k, v,
+  // the output and the fp32 per-row log-sum-exp, never a (T,S) matrix.
+  if (q.device().is_cuda() || k.device().is_cuda() || v.device().is_cuda()) {
+    NQ_CHECK(q.device() == k.device() && q.device() == v.device(), op,
+             "q, k, v must be on one device, got q on ", q.device().str(), ", k on ", k.device().str(),
+             ", v on ", v.device().str());
+    Tensor mask;
+    if (opts.key_padding_mask.defined()) {
+      NQ_CHECK(opts.key_padding_mask.device() == q.device(), op, "key_padding_mask is on ",
+               opts.key_padding_mask.device().str(), " but q, k, v are on ", q.device().str());
+      mask = opts.key_padding_mask.detach().contiguous();
+    }
+    const double scale =
+        opts.scale ? *opts.scale : (q.size(3) > 0 ? 1.0 / std::sqrt(static_cast<double>(q.size(3))) : 1.0);
+    const bool causal = opts.causal;
+    Tensor qc = q.detach().contiguous(), kc = k.detach().contiguous(), vc = v.detach().contiguous();
+    std::vector<Tensor> r = cuda::attention_forward(qc, kc, vc, mask, scale, causal);
+    Tensor out = r[0], lse = r[1];    // (B,H,T,Dv), (B,H,T) float32
+    Tensor saved_out = out.detach();  // a separate handle: the closure must not own `out`'s autograd node
+    return record(op, out, {q, k, v},
+                  [qc, kc, vc, saved_out, lse, mask, scale, causal](const Tensor& grad,
+                                                                    const Node& n) -> std::vector<Tensor> {
+                    return cuda::attention_backward(qc, kc, vc, saved_out, lse, grad.contiguous(), mask,
+                                                    scale, causal, n.needs(0), n.needs(1), n.needs(2));
+                  });
+  }
+#endif
 
   detail::AttnGeom g;
   g.B = q.size(0), g.H = q.size(1), g.T = q.size(2), g.S = k.size(2), g.D = q.size(3), g.Dv = v.size(3);

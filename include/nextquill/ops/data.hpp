@@ -4,12 +4,14 @@
 #include <cstring>
 
 #include "../cpu/strided.hpp"
+#include "../cuda/core.hpp"
 #include "api.hpp"
 
 namespace nq {
 
 namespace detail {
-// f(type_tag<T>) for every dtype the CPU stores: float, double, int64.
+// f(type_tag<T>) for every dtype the CPU stores: float, double, int64, and
+// bfloat16 (which the CPU only fills, copies and converts).
 template <typename F>
 decltype(auto) visit_cpu_dtype(DType d, const char* op, F&& f) {
   switch (d) {
@@ -19,6 +21,8 @@ decltype(auto) visit_cpu_dtype(DType d, const char* op, F&& f) {
       return f(type_tag<double>{});
     case DType::Int64:
       return f(type_tag<int64_t>{});
+    case DType::BFloat16:
+      return f(type_tag<bfloat16>{});
     default:
       break;
   }
@@ -30,10 +34,68 @@ inline void check_inplace(const Tensor& t, const char* op) {
            "in-place write to a tensor that requires grad (", t.brief(),
            "); wrap it in nq::NoGradGuard or detach() it");
 }
+
+#if NEXTQUILL_WITH_CUDA
+// copy_ with a CUDA tensor on either side. Same device: one strided kernel
+// (broadcast, dtype conversion). Host -> device: upload a contiguous copy of
+// src, then convert/scatter on the device. Device -> host: convert/gather on
+// the device into dst's dtype and shape, then download. Across two devices:
+// stage through the host.
+inline void copy_cuda(const Tensor& dst, const Tensor& src) {
+  NoGradGuard ng;
+  const Device dd = dst.device(), sd = src.device();
+  if (dd == sd) {
+    cuda::copy_strided(dst, src, broadcast_strides(src.shape(), src.strides(), dst.shape()));
+    return;
+  }
+  if (sd.is_cpu()) {  // host -> device
+    Tensor hs = src;
+    if (!src.is_contiguous()) {
+      hs = Tensor::empty(src.shape(), src.dtype());
+      hs.copy_(src);
+    }
+    const size_t nbytes = static_cast<size_t>(hs.numel()) * element_size(hs.dtype());
+    if (dst.is_contiguous() && dst.dtype() == hs.dtype() && dst.shape() == hs.shape()) {
+      cuda::copy_h2d(dst.raw_data_ptr(), hs.raw_data_ptr(), nbytes, dd.index);
+      return;
+    }
+    Tensor ds = Tensor::empty(hs.shape(), TensorOptions(hs.dtype()).with_device(dd));
+    cuda::copy_h2d(ds.raw_data_ptr(), hs.raw_data_ptr(), nbytes, dd.index);
+    cuda::copy_strided(dst, ds, broadcast_strides(ds.shape(), ds.strides(), dst.shape()));
+    return;
+  }
+  if (dd.is_cpu()) {  // device -> host
+    Tensor ds = src;
+    if (!(src.is_contiguous() && src.dtype() == dst.dtype() && src.shape() == dst.shape())) {
+      ds = Tensor::empty(dst.shape(), TensorOptions(dst.dtype()).with_device(sd));
+      cuda::copy_strided(ds, src, broadcast_strides(src.shape(), src.strides(), dst.shape()));
+    }
+    const size_t nbytes = static_cast<size_t>(ds.numel()) * element_size(ds.dtype());
+    if (dst.is_contiguous()) {
+      cuda::copy_d2h(dst.raw_data_ptr(), ds.raw_data_ptr(), nbytes, sd.index);
+      return;
+    }
+    Tensor h = Tensor::empty(dst.shape(), dst.dtype());
+    cuda::copy_d2h(h.raw_data_ptr(), ds.raw_data_ptr(), nbytes, sd.index);
+    Tensor(dst.impl_ptr()).copy_(h);
+    return;
+  }
+  // cuda:i -> cuda:j: a contiguous host copy in between.
+  Tensor h = Tensor::empty(src.shape(), src.dtype());
+  copy_cuda(h, src);
+  copy_cuda(dst, h);
+}
+#endif
 }  // namespace detail
 
 inline Tensor& Tensor::fill_(double v) {
   detail::check_inplace(*this, "fill_");
+#if NEXTQUILL_WITH_CUDA
+  if (device().is_cuda()) {
+    cuda::fill(*this, v);
+    return *this;
+  }
+#endif
   detail::visit_cpu_dtype(dtype(), "fill_", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T val = static_cast<T>(v);
@@ -46,11 +108,19 @@ inline Tensor& Tensor::fill_(double v) {
   return *this;
 }
 
+inline Tensor& Tensor::zero_() { return fill_(0.0); }
+
 inline Tensor& Tensor::copy_(const Tensor& src) {
   detail::check_inplace(*this, "copy_");
   Shape bs = broadcast_shapes(src.shape(), shape(), "copy_");
   NQ_CHECK(bs == shape(), "copy_", "source ", shape_str(src.shape()), " does not broadcast to destination ",
            shape_str(shape()));
+#if NEXTQUILL_WITH_CUDA
+  if (device().is_cuda() || src.device().is_cuda()) {
+    detail::copy_cuda(*this, src);
+    return *this;
+  }
+#endif
   detail::visit_cpu_dtype(dtype(), "copy_", [&](auto dtag) {
     using D = typename decltype(dtag)::type;
     detail::visit_cpu_dtype(src.dtype(), "copy_", [&](auto stag) {

@@ -6,7 +6,9 @@
 // the thread count. The scaled mask (0 or 1/(1-p)) is saved for backward.
 #include <algorithm>
 
+#include "../cpu/map.hpp"
 #include "../cpu/parallel.hpp"
+#include "../cuda/core.hpp"
 #include "matmul.hpp"
 
 namespace nq {
@@ -15,6 +17,24 @@ inline Tensor dropout(const Tensor& x, double p, bool train, Generator* gen) {
   NQ_CHECK(p >= 0.0 && p < 1.0, "dropout", "p must be in [0, 1), got ", p);
   if (!train || p == 0.0) return x;
   Generator& rng = gen ? *gen : default_generator();
+#if NEXTQUILL_WITH_CUDA
+  // CUDA: a counter-based mask, element i kept when hash(key, i) >= p, with
+  // the key one draw from the generator (so seeded runs repeat, and each call
+  // differs). CUDA masks therefore differ from CPU masks for the same seed;
+  // the keep rate and scaling are the same.
+  if (x.device().is_cuda()) {
+    Tensor mask = cuda::dropout_mask(x.shape(), x.options(), p, rng.next_u64());
+    Tensor out;
+    {
+      NoGradGuard ng;
+      out = mul(x, mask);
+    }
+    Tensor ms = mask.detach();
+    return record("dropout", out, {x},
+                  [ms](const Tensor& g, const Node&) -> std::vector<Tensor> { return {mul(g, ms)}; });
+  }
+#endif
+  cpu::require_cpu(x, "dropout");
   Tensor xs = x.detach().contiguous();
   Tensor mask = Tensor::empty(x.shape(), x.dtype());
   Tensor out = Tensor::empty(x.shape(), x.dtype());
@@ -32,6 +52,7 @@ inline Tensor dropout(const Tensor& x, double p, bool train, Generator* gen) {
   Tensor ms = mask.detach();
   return record("dropout", out, {x}, [ms](const Tensor& g, const Node&) -> std::vector<Tensor> {
     // dx = g * mask / (1 - p), the division already folded into the mask
+    cpu::require_cpu(g, "dropout");
     Tensor gc = g.contiguous();
     Tensor dx = Tensor::empty(ms.shape(), ms.dtype());
     visit_float(ms.dtype(), "dropout", [&](auto tag) {

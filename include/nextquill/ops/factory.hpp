@@ -6,6 +6,24 @@
 
 namespace nq {
 
+namespace detail {
+// Factories that compute values on the host build a CUDA tensor on the CPU
+// (same values, same generator draws) and copy it over: `make(cpu_opts)`
+// builds it; the copy converts to opts.dtype on the device (bf16 included).
+template <typename Make>
+Tensor build_on_host(TensorOptions opts, Make&& make) {
+  DType host_dtype = opts.dtype == kBFloat16 ? kFloat32 : opts.dtype;
+  Tensor h = make(TensorOptions(host_dtype));
+  Tensor t = Tensor::empty(h.shape(), opts.with_requires_grad(false));
+  {
+    NoGradGuard ng;
+    t.copy_(h);
+  }
+  if (opts.requires_grad) t.set_requires_grad(true);
+  return t;
+}
+}  // namespace detail
+
 inline Tensor empty(const Shape& shape, TensorOptions opts) { return Tensor::empty(shape, opts); }
 
 inline Tensor full(const Shape& shape, double value, TensorOptions opts) {
@@ -17,13 +35,16 @@ inline Tensor full(const Shape& shape, double value, TensorOptions opts) {
 }
 inline Tensor zeros(const Shape& shape, TensorOptions opts) { return full(shape, 0.0, opts); }
 inline Tensor ones(const Shape& shape, TensorOptions opts) { return full(shape, 1.0, opts); }
-inline Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype()); }
-inline Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.dtype()); }
-inline Tensor empty_like(const Tensor& t) { return empty(t.shape(), t.dtype()); }
+// *_like keep t's dtype and device.
+inline Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.options()); }
+inline Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.options()); }
+inline Tensor empty_like(const Tensor& t) { return empty(t.shape(), t.options()); }
 inline Tensor scalar_tensor(double value, TensorOptions opts) { return full({}, value, opts); }
 
 inline Tensor arange(double start, double end, double step, TensorOptions opts) {
   NQ_CHECK(step != 0.0, "arange", "step must be nonzero");
+  if (opts.device.is_cuda())
+    return detail::build_on_host(opts, [&](TensorOptions h) { return arange(start, end, step, h); });
   double n = std::ceil((end - start) / step);
   int64_t len = n > 0 ? static_cast<int64_t>(n) : 0;
   Tensor t = Tensor::empty({len}, opts.with_requires_grad(false));
@@ -40,6 +61,9 @@ inline Tensor arange(int64_t n, TensorOptions opts) { return arange(0.0, static_
 namespace detail {
 template <typename G>
 Tensor random_fill(const Shape& shape, TensorOptions opts, G&& draw, const char* op) {
+  // CUDA: drawn on the host in the same order, so CPU and CUDA get the same numbers.
+  if (opts.device.is_cuda())
+    return build_on_host(opts, [&](TensorOptions h) { return random_fill(shape, h, draw, op); });
   Tensor t = Tensor::empty(shape, opts.with_requires_grad(false));
   visit_float(opts.dtype, op, [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -69,6 +93,8 @@ template <typename T>
 Tensor from_vector(const std::vector<T>& data, const Shape& shape, TensorOptions opts) {
   NQ_CHECK(static_cast<int64_t>(data.size()) == numel_of(shape), "from_vector", "got ", data.size(),
            " values for shape ", shape_str(shape), " (", numel_of(shape), " elements)");
+  if (opts.device.is_cuda())
+    return detail::build_on_host(opts, [&](TensorOptions h) { return from_vector(data, shape, h); });
   Tensor t = Tensor::empty(shape, opts.with_requires_grad(false));
   detail::visit_cpu_dtype(opts.dtype, "from_vector", [&](auto tag) {
     using D = typename decltype(tag)::type;

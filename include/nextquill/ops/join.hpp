@@ -15,6 +15,8 @@ inline Tensor concat(const std::vector<Tensor>& ts, int64_t dim) {
   std::vector<int64_t> sizes;
   for (size_t i = 0; i < ts.size(); ++i) {
     const Tensor& t = ts[i];
+    NQ_CHECK(t.device() == t0.device(), "concat", "tensor ", i, " is on ", t.device().str(), ", tensor 0 on ",
+             t0.device().str());
     bool ok = t.dim() == t0.dim() && t.dtype() == t0.dtype();
     for (int64_t d = 0; ok && d < t0.dim(); ++d) ok = d == dim || t.shape()[d] == t0.shape()[d];
     NQ_CHECK(ok, "concat", "tensor ", i, " (", t.brief(), ") does not match tensor 0 (", t0.brief(),
@@ -22,7 +24,7 @@ inline Tensor concat(const std::vector<Tensor>& ts, int64_t dim) {
     sizes.push_back(t.shape()[dim]);
     out_shape[dim] += t.shape()[dim];
   }
-  Tensor out = Tensor::empty(out_shape, t0.dtype());
+  Tensor out = Tensor::empty(out_shape, t0.options());
   {
     NoGradGuard ng;
     int64_t at = 0;

@@ -1,11 +1,102 @@
 #pragma once
 // matmul: batched, broadcasting, transposes passed to BLAS as flags.
+// On CUDA (see docs/cuda.md and core/autocast.hpp): cuBLAS GEMM / strided-
+// batched GEMM; linear goes through cuBLASLt with the bias epilogue. dtypes:
+// float32 (FP32, or TF32 per cuda::set_matmul_precision), bfloat16 (fp32
+// accumulate), float64. Under AutocastGuard(kBFloat16) float32 operands are
+// cast to bf16 (differentiably) and the result is bf16. Mixed bf16/float32
+// operands outside autocast are promoted to float32 (the bf16 one is cast up,
+// differentiably); other dtype mixes are an error, as on the CPU.
+#include "../core/autocast.hpp"
 #include "../cpu/gemm.hpp"
 #include "reduce.hpp"
+#if NEXTQUILL_WITH_CUDA
+#include "../cuda/blas.hpp"
+#endif
 
 namespace nq {
 
 namespace detail {
+
+#if NEXTQUILL_WITH_CUDA
+// Whether cuBLAS can read the last two dims of t as they are (row-major or a
+// transposed view, the same rule as as_matref); otherwise copy first.
+inline bool cuda_gemm_layout_ok(const Tensor& t) {
+  const int64_t r = t.size(-2), c = t.size(-1), sr = t.stride(-2), sc = t.stride(-1);
+  return ((sc == 1 || c == 1) && (r == 1 || sr >= c)) || ((sr == 1 || r == 1) && (c == 1 || sc >= r));
+}
+
+inline bool is_f32_or_bf16(DType d) { return d == DType::Float32 || d == DType::BFloat16; }
+
+inline void check_same_device(const Tensor& a, const Tensor& b, const char* op) {
+  NQ_CHECK(a.device() == b.device(), op, "operands are on different devices: ", a.brief(), " on ",
+           a.device().str(), " and ", b.brief(), " on ", b.device().str());
+}
+
+// The dtype a CUDA matmul/linear runs in for operands of dtypes ds: bf16
+// under autocast when every operand is float32/bf16; float32 when bf16 and
+// float32 mix outside autocast (promotion); else the common dtype (a mismatch
+// is left for the kernel's error).
+inline DType cuda_matmul_dtype(std::initializer_list<DType> ds) {
+  bool all_low = true, any_bf16 = false, any_f32 = false;
+  for (DType d : ds) {
+    any_bf16 = any_bf16 || d == DType::BFloat16;
+    any_f32 = any_f32 || d == DType::Float32;
+    all_low = all_low && (d == DType::BFloat16 || d == DType::Float32);
+  }
+  if (all_low && autocast_dtype() == DType::BFloat16) return DType::BFloat16;
+  if (all_low && any_bf16 && any_f32) return DType::Float32;
+  return *ds.begin();
+}
+
+// Forward kernel on CUDA for a, b of rank >= 2 (batch dims broadcast). No
+// autograd: the temporaries (casts, copies, views) are not recorded.
+inline Tensor cuda_matmul_kernel(Tensor a, Tensor b) {
+  NoGradGuard no_grad;
+  const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
+  NQ_CHECK(b.size(-2) == K, "matmul", "inner dimensions differ: ", shape_str(a.shape()), " @ ",
+           shape_str(b.shape()));
+  check_same_device(a, b, "matmul");
+  if (a.dtype() != b.dtype()) {  // e.g. an fp32 gradient meeting a bf16 operand: promote
+    NQ_CHECK(is_f32_or_bf16(a.dtype()) && is_f32_or_bf16(b.dtype()), "matmul", "dtype mismatch: ", a.brief(),
+             " @ ", b.brief());
+    const DType d = cuda_matmul_dtype({a.dtype(), b.dtype()});
+    a = a.to(d);
+    b = b.to(d);
+  }
+  NQ_CHECK(a.dtype() == b.dtype(), "matmul", "dtype mismatch: ", a.brief(), " @ ", b.brief());
+  const MatmulPrecision prec = cuda::matmul_precision();
+  Shape ba(a.shape().begin(), a.shape().end() - 2), bb(b.shape().begin(), b.shape().end() - 2);
+  Shape batch = broadcast_shapes(ba, bb, "matmul");
+  Shape out_shape = batch;
+  out_shape.push_back(M);
+  out_shape.push_back(N);
+  if (!cuda_gemm_layout_ok(b)) b = b.contiguous();
+  // (..., M, K) @ (K, N) with a foldable batch: one GEMM of (batch*M, K).
+  if (b.dim() == 2 && a.dim() > 2) {
+    if (auto st = view_strides(a.shape(), a.strides(), {numel_of(ba) * M, K})) {
+      Tensor a2 = Tensor::make_view(a, {numel_of(ba) * M, K}, *st, a.offset());
+      if (cuda_gemm_layout_ok(a2)) return cuda::gemm(a2, b, prec, a.dtype()).view(out_shape);
+    }
+  }
+  if (!cuda_gemm_layout_ok(a)) a = a.contiguous();
+  if (batch.empty()) return cuda::gemm(a, b, prec, a.dtype());  // both 2-d
+  // Batched: each operand as (nb, r, c) with one batch stride (0 where it is
+  // broadcast); when its batch dims cannot be merged into one stride,
+  // materialise the broadcast copy.
+  const int64_t nb = numel_of(batch);
+  auto flat = [&](const Tensor& t, int64_t r, int64_t c) {
+    Shape full = batch;
+    full.push_back(r);
+    full.push_back(c);
+    Strides st = broadcast_strides(t.shape(), t.strides(), full);
+    if (auto fs = view_strides(full, st, {nb, r, c}))
+      return Tensor::make_view(t, {nb, r, c}, *fs, t.offset());
+    return Tensor::make_view(t, full, st, t.offset()).contiguous().view({nb, r, c});
+  };
+  return cuda::gemm(flat(a, M, K), flat(b, K, N), prec, a.dtype()).view(out_shape);
+}
+#endif
 
 // How BLAS can read the last two dims of t: row-major (unit column stride)
 // or transposed (unit row stride). nullopt means a copy is needed.
@@ -23,6 +114,9 @@ std::optional<cpu::MatRef<T>> as_matref(const Tensor& t, int64_t offset_elems) {
 
 // Forward kernel for a, b of rank >= 2 (batch dims broadcast). No autograd.
 inline Tensor matmul_kernel(Tensor a, Tensor b) {
+#if NEXTQUILL_WITH_CUDA
+  if (a.device().is_cuda() || b.device().is_cuda()) return cuda_matmul_kernel(a, b);
+#endif
   const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
   NQ_CHECK(b.size(-2) == K, "matmul", "inner dimensions differ: ", shape_str(a.shape()), " @ ",
            shape_str(b.shape()));
@@ -72,6 +166,20 @@ inline Tensor matmul_kernel(Tensor a, Tensor b) {
 inline Tensor matmul(const Tensor& a, const Tensor& b) {
   NQ_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul", "both operands need at least 1 dim, got ",
            shape_str(a.shape()), " @ ", shape_str(b.shape()));
+#if NEXTQUILL_WITH_CUDA
+  if (a.device().is_cuda() || b.device().is_cuda()) {
+    detail::check_same_device(a, b, "matmul");
+    // Autocast / promotion: cast through the differentiable to(), then run
+    // the matmul on the cast operands (their gradients flow back through the
+    // casts in the operands' own dtypes).
+    const DType d = detail::cuda_matmul_dtype({a.dtype(), b.dtype()});
+    if (a.dtype() != d || b.dtype() != d) {
+      NQ_CHECK(detail::is_f32_or_bf16(a.dtype()) && detail::is_f32_or_bf16(b.dtype()), "matmul",
+               "dtype mismatch: ", a.brief(), " @ ", b.brief());
+      return matmul(a.to(d), b.to(d));
+    }
+  }
+#endif
   // numpy's rules for vectors: promote, multiply, drop the added dim.
   if (a.dim() == 1 && b.dim() == 1) return matmul(a.unsqueeze(0), b.unsqueeze(1)).reshape({});
   if (a.dim() == 1) return matmul(a.unsqueeze(0), b).squeeze(-2);
@@ -91,9 +199,63 @@ inline Tensor matmul(const Tensor& a, const Tensor& b) {
   });
 }
 
+#if NEXTQUILL_WITH_CUDA
+namespace detail {
+// linear on CUDA: one cuBLASLt call with the bias epilogue, recorded as one
+// "linear" node. x (...,K), w (N,K), b (N) or undefined; all on one device.
+inline Tensor cuda_linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
+  check_same_device(x_in, w_in, "linear");
+  if (b_in.defined()) check_same_device(x_in, b_in, "linear");
+  const DType d = b_in.defined() ? cuda_matmul_dtype({x_in.dtype(), w_in.dtype(), b_in.dtype()})
+                                 : cuda_matmul_dtype({x_in.dtype(), w_in.dtype()});
+  if (x_in.dtype() != d || w_in.dtype() != d || (b_in.defined() && b_in.dtype() != d)) {
+    // Autocast / promotion through the differentiable to(): the casts are
+    // graph nodes, so fp32 master weights receive fp32 gradients.
+    NQ_CHECK(is_f32_or_bf16(x_in.dtype()) && is_f32_or_bf16(w_in.dtype()) &&
+                 (!b_in.defined() || is_f32_or_bf16(b_in.dtype())),
+             "linear", "dtype mismatch: input ", x_in.brief(), ", weight ", w_in.brief(),
+             b_in.defined() ? ", bias " + b_in.brief() : std::string());
+    return cuda_linear(x_in.to(d), w_in.to(d), b_in.defined() ? b_in.to(d) : Tensor());
+  }
+  const int64_t K = w_in.size(1), N = w_in.size(0);
+  const int64_t R = x_in.numel() / (K > 0 ? K : 1);
+  Shape out_shape = x_in.shape();
+  out_shape.back() = N;
+  Tensor x2, w2 = w_in.detach(), b2 = b_in.defined() ? b_in.detach() : Tensor();
+  Tensor y;
+  {
+    NoGradGuard no_grad;
+    x2 = x_in.detach().reshape({R, K});  // (R,K): a view unless x's strides forbid it
+    if (!cuda_gemm_layout_ok(x2)) x2 = x2.contiguous();
+    if (!cuda_gemm_layout_ok(w2)) w2 = w2.contiguous();
+    if (b2.defined()) b2 = b2.contiguous();
+    y = cuda::linear(x2, w2, b2, cuda::matmul_precision()).view(out_shape);  // (...,N)
+  }
+  const bool has_bias = b_in.defined();
+  const Shape x_shape = x_in.shape();
+  return record("linear", y, {x_in, w_in, b_in},
+                [x2, w2, has_bias, x_shape, R, N](const Tensor& g, const Node& n) -> std::vector<Tensor> {
+                  Tensor g2 = g.reshape({R, N});  // (R,N)
+                  Tensor gx, gw, gb;
+                  if (n.needs(0)) gx = matmul_kernel(g2, w2).view(x_shape);  // (R,N)@(N,K)
+                  if (n.needs(1)) gw = matmul_kernel(g2.t(), x2);            // (N,R)@(R,K)
+                  if (has_bias && n.needs(2)) gb = cuda::sum_rows(g2.contiguous(), g2.dtype());  // (N)
+                  return {gx, gw, gb};
+                });
+}
+}  // namespace detail
+#endif
+
 inline Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   NQ_CHECK(w.dim() == 2 && x.size(-1) == w.size(1), "linear", "input ", shape_str(x.shape()),
            " does not match weight ", shape_str(w.shape()), " (out_features, in_features)");
+#if NEXTQUILL_WITH_CUDA
+  if (x.device().is_cuda() || w.device().is_cuda() || (b.defined() && b.device().is_cuda())) {
+    NQ_CHECK(!b.defined() || (b.dim() == 1 && b.size(0) == w.size(0)), "linear", "bias ",
+             shape_str(b.shape()), " does not match weight ", shape_str(w.shape()));
+    return detail::cuda_linear(x, w, b);
+  }
+#endif
   Tensor y = matmul(x, w.t());
   if (!b.defined()) return y;
   NQ_CHECK(b.dim() == 1 && b.size(0) == w.size(0), "linear", "bias ", shape_str(b.shape()),

@@ -8,11 +8,17 @@
 // With xhat = (x - mean) * rstd (mean = 0 for rms_norm) and gy = g * w:
 //   dx = rstd * (gy - mean(gy) - xhat * mean(gy * xhat))   (rms: no mean(gy))
 //   dw = sum_rows(g * xhat),  db = sum_rows(g)
+//
+// CUDA tensors run kernels/norm.cu: the same formulas with fp32 statistics
+// (saved as float32, float64 for a float64 x) and, for mixed precision, a
+// bfloat16 x may take float32 weight/bias (y in x's dtype, dweight/dbias in the
+// parameters' dtype).
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "../cpu/parallel.hpp"
+#include "../cuda/nn.hpp"
 #include "softmax.hpp"  // detail::for_each_row, row_grain, lane_sum
 
 namespace nq {
@@ -24,8 +30,12 @@ inline void check_norm_param(const char* op, const char* what, const Tensor& p, 
   const int64_t C = x.size(-1);
   NQ_CHECK(p.dim() == 1 && p.size(0) == C, op, what, " has shape ", shape_str(p.shape()), ", expected [", C,
            "] to match the last dim of input ", shape_str(x.shape()));
-  NQ_CHECK(p.dtype() == x.dtype(), op, what, " dtype ", dtype_name(p.dtype()), " differs from input dtype ",
-           dtype_name(x.dtype()));
+  NQ_CHECK(p.device() == x.device(), op, what, " is on ", p.device().str(), " but input is on ",
+           x.device().str());
+  // On CUDA a float32 weight/bias may scale a lower-precision x (mixed precision).
+  const bool mixed = x.device().is_cuda() && p.dtype() == kFloat32;
+  NQ_CHECK(p.dtype() == x.dtype() || mixed, op, what, " dtype ", dtype_name(p.dtype()),
+           " differs from input dtype ", dtype_name(x.dtype()));
 }
 
 // Row blocks for the dweight/dbias reduction: set by the sizes only.
@@ -108,6 +118,29 @@ void norm_backward(const T* x, const T* w, const T* mean, const T* rstd, const T
   if (db) finish(pb, db);
 }
 
+#if NEXTQUILL_WITH_CUDA
+// The CUDA body of norm_op (arguments already checked): same graph, CUDA kernels.
+inline Tensor norm_op_cuda(const char* op, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                           double eps, bool center) {
+  Tensor xs = x.detach().contiguous();  // (..., C)
+  Tensor ws = weight.defined() ? weight.detach().contiguous() : Tensor();
+  Tensor bs = bias.defined() ? bias.detach().contiguous() : Tensor();
+  cuda::NormOut f = cuda::norm_forward(xs, ws, bs, eps, center);
+  // dtype of weight/bias (they agree), x's when both are absent
+  const DType pd = ws.defined() ? ws.dtype() : bs.defined() ? bs.dtype() : x.dtype();
+  std::vector<Tensor> inputs{x, weight};
+  if (center) inputs.push_back(bias);
+  return record(op, f.y, inputs,
+                [xs, ws, mean = f.mean, rstd = f.rstd, center, pd](const Tensor& g,
+                                                                   const Node& n) -> std::vector<Tensor> {
+                  cuda::NormGrads d = cuda::norm_backward(xs, ws, mean, rstd, g.contiguous(), n.needs(0),
+                                                          n.needs(1), center && n.needs(2), center, pd);
+                  if (center) return {d.dx, d.dweight, d.dbias};
+                  return {d.dx, d.dweight};
+                });
+}
+#endif
+
 // Shared op body: center = layer_norm (mean subtracted, bias allowed).
 inline Tensor norm_op(const char* op, const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,
                       bool center) {
@@ -115,6 +148,11 @@ inline Tensor norm_op(const char* op, const Tensor& x, const Tensor& weight, con
   NQ_CHECK(eps >= 0, op, "eps must be >= 0, got ", eps);
   check_norm_param(op, "weight", weight, x);
   check_norm_param(op, "bias", bias, x);
+  NQ_CHECK(!weight.defined() || !bias.defined() || weight.dtype() == bias.dtype(), op, "weight dtype ",
+           dtype_name(weight.dtype()), " differs from bias dtype ", dtype_name(bias.dtype()));
+#if NEXTQUILL_WITH_CUDA
+  if (x.device().is_cuda()) return norm_op_cuda(op, x, weight, bias, eps, center);
+#endif
   const int64_t C = x.size(-1), rows = x.numel() / C;
   Tensor xs = x.detach().contiguous();  // (R, C)
   Tensor ws = weight.defined() ? weight.detach().contiguous() : Tensor();

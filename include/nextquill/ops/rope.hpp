@@ -7,10 +7,15 @@
 //   dx1 = g1 * cos + g2 * sin,  dx2 = g2 * cos - g1 * sin.
 // cos/sin are tables gathered by position id (rope_tables), so left-padded
 // batches and KV-cache decoding simply pass other positions.
+//
+// CUDA: rope_tables on CUDA positions builds the tables on the device with the
+// same recipe (kernels/rope.cu); rope on a CUDA x reads x through its strides
+// and takes float32 tables also for a bfloat16 x (mixed precision).
 #include <cmath>
 #include <vector>
 
 #include "../cpu/parallel.hpp"
+#include "../cuda/nn.hpp"
 #include "view.hpp"
 
 namespace nq {
@@ -22,6 +27,9 @@ inline std::pair<Tensor, Tensor> rope_tables(const Tensor& positions, int64_t he
   NQ_CHECK(positions.dim() == 2 && positions.dtype() == kInt64, "rope_tables",
            "positions must be int64 (B, T), got ", positions.brief());
   NQ_CHECK(head_dim > 0 && head_dim % 2 == 0, "rope_tables", "head_dim must be even, got ", head_dim);
+#if NEXTQUILL_WITH_CUDA
+  if (positions.device().is_cuda()) return cuda::rope_tables(positions.contiguous(), head_dim, theta, dtype);
+#endif
   const int64_t B = positions.size(0), T = positions.size(1), H = head_dim / 2;
   Tensor pc = positions.contiguous();
   const int64_t* pos = pc.data_ptr<int64_t>();
@@ -82,8 +90,27 @@ void rope_apply(const Tensor& x, const F* cs, const F* sn, F* y, double sign) {
 inline Tensor rope(const Tensor& x, const Tensor& cos, const Tensor& sin) {
   NQ_CHECK(x.dim() == 4 && x.size(3) % 2 == 0, "rope", "x must be (B,H,T,D) with even D, got ",
            shape_str(x.shape()));
+#if NEXTQUILL_WITH_CUDA
+  if (x.device().is_cuda()) {
+    for (const Tensor* t : {&cos, &sin}) {
+      NQ_CHECK(t->device() == x.device(), "rope", t == &cos ? "cos" : "sin", " is on ", t->device().str(),
+               " but x is on ", x.device().str());
+      NQ_CHECK(t->dtype() == x.dtype() || t->dtype() == kFloat32, "rope", t == &cos ? "cos" : "sin",
+               " dtype ", dtype_name(t->dtype()), " differs from x ", dtype_name(x.dtype()),
+               " (float32 tables also work)");
+    }
+    // Shapes are checked by the launcher; (T, D/2) tables are read with batch stride 0.
+    Tensor c = cos.detach().contiguous(), s = sin.detach().contiguous();
+    Tensor out = cuda::rope_apply(x.detach(), c, s, false);  // (B,H,T,D) contiguous
+    return record("rope", out, {x}, [c, s](const Tensor& g, const Node&) {
+      return std::vector<Tensor>{cuda::rope_apply(g, c, s, true)};
+    });
+  }
+#endif
   const int64_t B = x.size(0), T = x.size(2), D2 = x.size(3) / 2;
   auto table = [&](const Tensor& t, const char* what) {
+    NQ_CHECK(t.device() == x.device(), "rope", what, " is on ", t.device().str(), " but x is on ",
+             x.device().str());
     NQ_CHECK(t.dtype() == x.dtype(), "rope", what, " dtype ", dtype_name(t.dtype()), " differs from x ",
              dtype_name(x.dtype()));
     if (t.dim() == 2) {

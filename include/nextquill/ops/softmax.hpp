@@ -7,17 +7,22 @@
 // lane_sum (16 interleaved double accumulators the compiler vectorises).
 // Summation order depends only on n, never on the thread count.
 //
+// CUDA tensors run kernels/softmax.cu (one block per row, fp32 math, same
+// conventions); another dim is swapped last and back, as here.
+//
 // Fully masked rows (all -inf): softmax gives zeros rather than NaN,
 // log_softmax gives -inf, logsumexp gives -inf, and the gradient of such a row
 // is 0 for all three. (+inf or NaN inputs propagate NaN, as in PyTorch.)
-#include "../config.hpp"  // before Eigen: sets EIGEN_DONT_PARALLELIZE
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <string_view>
 #include <type_traits>
 
+#include "../config.hpp"  // before Eigen: sets EIGEN_DONT_PARALLELIZE
 #include "../cpu/parallel.hpp"
+#include "../cuda/nn.hpp"
 #include "matmul.hpp"
 
 namespace nq {
@@ -131,6 +136,16 @@ template <typename Fwd, typename Bwd>
 Tensor softmax_like(const char* op, const Tensor& x, int64_t dim, Fwd fwd, Bwd bwd) {
   dim = wrap_dim(dim, x.dim(), op);
   Tensor xr = rows_last(x, dim);  // (R, n)
+#if NEXTQUILL_WITH_CUDA
+  if (x.device().is_cuda()) {
+    const bool log = std::string_view(op) == "log_softmax";
+    Tensor yc = cuda::softmax_forward(xr, log);  // (R, n)
+    Tensor yd = yc.detach();
+    return record(op, rows_restore(yc, dim), {x}, [yd, dim, log](const Tensor& g, const Node&) {
+      return std::vector<Tensor>{rows_restore(cuda::softmax_backward(yd, rows_last(g, dim), log), dim)};
+    });
+  }
+#endif
   const int64_t n = x.shape()[dim];
   const int64_t rows = n ? xr.numel() / n : 0;
   Tensor yr = Tensor::empty(xr.shape(), x.dtype());
@@ -219,6 +234,20 @@ inline Tensor logsumexp(const Tensor& x, int64_t dim, bool keepdim) {
   const int64_t n = x.shape()[dim];
   Shape lshape = xr.shape();  // swapped layout with the reduced dim kept as 1
   lshape.back() = 1;
+  Shape kshape = x.shape();
+  kshape[dim] = 1;
+#if NEXTQUILL_WITH_CUDA
+  if (x.device().is_cuda()) {
+    Tensor lc = cuda::logsumexp_forward(xr);  // (R, 1)
+    Tensor oc = detail::rows_restore(lc, dim);
+    if (!keepdim) oc = oc.squeeze(dim);
+    Tensor xd = xr.detach(), ld = lc.detach();
+    return record("logsumexp", oc, {x}, [xd, ld, kshape, dim](const Tensor& g, const Node&) {
+      Tensor gr = detail::rows_last(g.reshape(kshape), dim);  // (R, 1)
+      return std::vector<Tensor>{detail::rows_restore(cuda::logsumexp_backward(xd, ld, gr), dim)};
+    });
+  }
+#endif
   const int64_t rows = numel_of(lshape);
   Tensor lse = Tensor::empty(lshape, x.dtype());  // (R, 1)
   visit_float(x.dtype(), "logsumexp", [&](auto tag) {
@@ -230,8 +259,6 @@ inline Tensor logsumexp(const Tensor& x, int64_t dim, bool keepdim) {
   Tensor out = detail::rows_restore(lse, dim);  // keepdim shape
   if (!keepdim) out = out.squeeze(dim);
   Tensor xs = xr.detach(), ls = lse.detach();
-  Shape kshape = x.shape();
-  kshape[dim] = 1;
   return record("logsumexp", out, {x},
                 [xs, ls, kshape, dim, n, rows](const Tensor& g, const Node&) -> std::vector<Tensor> {
                   // dx = g * softmax(x) = g * exp(x - lse); 0 where lse = -inf

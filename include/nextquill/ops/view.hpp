@@ -130,9 +130,8 @@ inline Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step)
   st[d] *= step;
   Tensor out = Tensor::make_view(*this, s, st, offset() + start * strides()[d]);
   Shape in_shape = shape();
-  DType dt = dtype();
   return record("slice", out, {*this}, [=](const Tensor& g, const Node&) -> std::vector<Tensor> {
-    Tensor gi = zeros(in_shape, dt);
+    Tensor gi = zeros(in_shape, g.options());
     gi.slice(d, start, end, step).copy_(g);
     return {gi};
   });
@@ -217,7 +216,7 @@ inline Tensor Tensor::flatten(int64_t start, int64_t end) const {
 }
 
 inline Tensor Tensor::clone() const {
-  Tensor out = Tensor::empty(shape(), dtype());
+  Tensor out = Tensor::empty(shape(), options());
   {
     NoGradGuard ng;
     out.copy_(*this);
@@ -230,7 +229,7 @@ inline Tensor Tensor::contiguous() const { return is_contiguous() ? *this : clon
 
 inline Tensor Tensor::to(DType d) const {
   if (d == dtype()) return *this;
-  Tensor out = Tensor::empty(shape(), d);
+  Tensor out = Tensor::empty(shape(), options().with_dtype(d));
   {
     NoGradGuard ng;
     out.copy_(*this);
@@ -240,5 +239,21 @@ inline Tensor Tensor::to(DType d) const {
   return record("to", out, {*this},
                 [src](const Tensor& g, const Node&) -> std::vector<Tensor> { return {g.to(src)}; });
 }
+
+inline Tensor Tensor::to(Device d) const {
+  if (d == device()) return *this;
+  Tensor out = Tensor::empty(shape(), TensorOptions(dtype()).with_device(d));
+  {
+    NoGradGuard ng;
+    out.copy_(*this);
+  }
+  if (!is_floating(dtype())) return out;
+  Device src = device();  // the gradient goes back where the input lives
+  return record("to_device", out, {*this},
+                [src](const Tensor& g, const Node&) -> std::vector<Tensor> { return {g.to(src)}; });
+}
+
+inline Tensor Tensor::cpu() const { return to(Device::cpu()); }
+inline Tensor Tensor::cuda(int index) const { return to(Device::cuda(index)); }
 
 }  // namespace nq

@@ -14,7 +14,8 @@
 // "exp_avg_sq.<param name>" are contiguous buffers of the parameter's shape
 // and dtype, allocated (zeroed) at the parameter's first update and reused
 // after that. Element arithmetic is in the parameter's dtype, scalars are
-// computed in double, as in PyTorch.
+// computed in double, as in PyTorch. Parameters on CUDA are updated by one
+// fused kernel each (kernels/optim.cu), moments on the parameter's device.
 #include <algorithm>
 #include <cmath>
 
@@ -89,6 +90,24 @@ class AdamW : public Optimizer {
       const double bc2 = 1 - std::pow(opts_.beta2, double(t));
       const double step_size = lr / bc1;
       const double bc2_sqrt = std::sqrt(bc2);
+#if NEXTQUILL_WITH_CUDA
+      if (p.device().is_cuda()) {  // one fused kernel, the same arithmetic
+        cuda::AdamWScalars s;
+        s.decay = 1 - lr * wd;
+        s.w1 = 1 - opts_.beta1;
+        s.b1 = opts_.beta1;
+        s.b2 = opts_.beta2;
+        s.w2 = 1 - opts_.beta2;
+        s.neg_step = -step_size;
+        s.c2 = bc2_sqrt;
+        s.eps = opts_.eps;
+        s.has_decay = wd != 0;
+        // lerp_low is decided on the value in the parameter's dtype, as below
+        s.lerp_low = p.dtype() == kFloat64 ? (1 - opts_.beta1) < 0.5 : float(1 - opts_.beta1) < 0.5f;
+        cuda::adamw_step(p, g, st.buffers[0], st.buffers[1], s);
+        return;
+      }
+#endif
       visit_float(p.dtype(), "AdamW", [&](auto tag) {
         using T = typename decltype(tag)::type;
         T* pp = p.data_ptr<T>();

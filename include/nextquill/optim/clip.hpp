@@ -13,13 +13,15 @@
 // whose partial sums are added in order, so the result does not depend on the
 // thread count. Unlike PyTorch (which would multiply every gradient by NaN or
 // 0), a NaN or infinite norm is returned as is and the gradients are left
-// untouched: the caller decides (typically: skip the step).
+// untouched: the caller decides (typically: skip the step). CUDA gradients are
+// reduced on the device (float64, fixed order) with one host read per device.
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "../core/tensor.hpp"
 #include "../cpu/parallel.hpp"
+#include "../cuda/optim.hpp"
 #include "../ops/data.hpp"
 #include "../ops/view.hpp"
 
@@ -55,7 +57,7 @@ double sum_squares(const T* x, int64_t n) {
 }
 
 inline double grad_sum_squares(const Tensor& g, const char* op) {
-  NQ_CHECK(g.device().is_cpu(), op, "gradient ", g.brief(), " is on ", g.device(), " (CPU only)");
+  NQ_CHECK(g.device().is_cpu(), op, "gradient ", g.brief(), " is on ", g.device(), " (CPU path)");
   Tensor c = g.is_contiguous() ? g : g.contiguous();
   return visit_float(c.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -63,30 +65,47 @@ inline double grad_sum_squares(const Tensor& g, const char* op) {
   });
 }
 
+// Sum of squares of all defined gradients: CPU gradients one by one (in
+// order), CUDA gradients per device in one device-side reduction with a single
+// host read (kernels/optim.cu).
+inline double grads_sum_squares(const std::vector<Tensor>& params, const char* op) {
+  double s = 0;
+#if NEXTQUILL_WITH_CUDA
+  std::vector<std::vector<Tensor>> on_cuda;  // by device index
+#endif
+  for (const Tensor& p : params) {
+    NQ_CHECK(p.defined(), op, "undefined parameter tensor");
+    Tensor g = p.grad();
+    if (!g.defined()) continue;
+#if NEXTQUILL_WITH_CUDA
+    if (g.device().is_cuda()) {
+      const size_t d = static_cast<size_t>(g.device().index);
+      if (on_cuda.size() <= d) on_cuda.resize(d + 1);
+      on_cuda[d].push_back(g.is_contiguous() ? g : g.contiguous());
+      continue;
+    }
+#endif
+    s += grad_sum_squares(g, op);
+  }
+#if NEXTQUILL_WITH_CUDA
+  for (const auto& list : on_cuda)
+    if (!list.empty()) s += cuda::sum_squares(list);
+#endif
+  return s;
+}
+
 }  // namespace detail
 
 // L2 norm of all defined gradients of `params` together (0 when none).
 inline double grad_norm(const std::vector<Tensor>& params) {
-  double s = 0;
-  for (const Tensor& p : params) {
-    NQ_CHECK(p.defined(), "grad_norm", "undefined parameter tensor");
-    Tensor g = p.grad();
-    if (g.defined()) s += detail::grad_sum_squares(g, "grad_norm");
-  }
-  return std::sqrt(s);
+  return std::sqrt(detail::grads_sum_squares(params, "grad_norm"));
 }
 
 // Scales the gradients so that their joint L2 norm is at most max_norm (see
 // the top of this file); returns the norm before clipping.
 inline double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   NQ_CHECK(max_norm >= 0, "clip_grad_norm", "max_norm must be non-negative, got ", max_norm);
-  double s = 0;
-  for (const Tensor& p : params) {
-    NQ_CHECK(p.defined(), "clip_grad_norm", "undefined parameter tensor");
-    Tensor g = p.grad();
-    if (g.defined()) s += detail::grad_sum_squares(g, "clip_grad_norm");
-  }
-  const double norm = std::sqrt(s);
+  const double norm = std::sqrt(detail::grads_sum_squares(params, "clip_grad_norm"));
   if (!std::isfinite(norm)) return norm;
   const double coef = max_norm / (norm + 1e-6);
   if (!(coef < 1.0)) return norm;
@@ -94,6 +113,16 @@ inline double clip_grad_norm(const std::vector<Tensor>& params, double max_norm)
     Tensor g = p.grad();
     if (!g.defined()) continue;
     Tensor c = g.is_contiguous() ? g : g.contiguous();
+#if NEXTQUILL_WITH_CUDA
+    if (c.device().is_cuda()) {
+      cuda::scale_(c, coef);  // in place on the device, x * T(coef)
+      if (!g.is_contiguous()) {
+        NoGradGuard ng;
+        g.copy_(c);
+      }
+      continue;
+    }
+#endif
     visit_float(c.dtype(), "clip_grad_norm", [&](auto tag) {
       using T = typename decltype(tag)::type;
       T* x = c.data_ptr<T>();

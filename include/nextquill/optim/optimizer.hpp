@@ -10,8 +10,10 @@
 // The update of one parameter is a single flat loop over data_ptr<T>() of the
 // parameter, its gradient and its state buffers, split across threads with
 // cpu::parallel_for when the tensor is large. Parameters and gradients must
-// therefore be contiguous and of the same dtype (float32 or float64); anything
-// else is an error naming the parameter. (nextquill's models keep parameters
+// therefore be contiguous and of the same dtype (float32 or float64) and on
+// the same device; anything else is an error naming the parameter. On CUDA the
+// update is one fused kernel per parameter (kernels/optim.cu) and the state
+// buffers live on the parameter's device. (nextquill's models keep parameters
 // as views into one flat buffer and gradients as views into another; views of
 // whole rows are contiguous, which is all this relies on.)
 //
@@ -38,6 +40,7 @@
 #include "../core/error.hpp"
 #include "../core/tensor.hpp"
 #include "../cpu/parallel.hpp"
+#include "../cuda/optim.hpp"
 #include "../ops/data.hpp"
 #include "../ops/factory.hpp"
 
@@ -147,10 +150,20 @@ class Optimizer {
   const std::string& name() const { return name_; }
 
   // Zeroes every parameter's .grad in place (views into a flat gradient
-  // buffer stay valid), or drops them with set_to_none.
+  // buffer stay valid), or drops them with set_to_none. On CUDA a contiguous
+  // gradient is one memset on the device.
   void zero_grad(bool set_to_none = false) {
     for (auto& g : groups_)
-      for (auto& [n, p] : g.params) p.zero_grad(set_to_none);
+      for (auto& [n, p] : g.params) {
+#if NEXTQUILL_WITH_CUDA
+        Tensor gr = p.grad();
+        if (!set_to_none && gr.defined() && gr.device().is_cuda() && gr.is_contiguous()) {
+          cuda::zero_(gr);
+          continue;
+        }
+#endif
+        p.zero_grad(set_to_none);
+      }
   }
 
   std::vector<ParamGroup>& groups() { return groups_; }
@@ -300,8 +313,10 @@ class Optimizer {
     load_options(meta);  // validates fully before assigning; the last step that may throw on bad input
     for (auto& [pname, st] : fresh)
       for (Tensor& b : st.buffers) {
-        Tensor c = Tensor::empty(b.shape(), params[pname]->dtype());
-        c.copy_(b);
+        const Tensor& p = *params[pname];
+        Tensor c = Tensor::empty(b.shape(), p.options());  // on the parameter's device
+        NoGradGuard ng;
+        c.copy_(b.device() == p.device() ? b.detach() : b.detach().to(p.device()));
         b = c;
       }
     state_ = std::move(fresh);
@@ -341,7 +356,8 @@ class Optimizer {
         NQ_CHECK(seen.insert(p.impl()).second, op, "parameter '", pname, "' is listed twice (same tensor)");
         NQ_CHECK(p.dtype() == kFloat32 || p.dtype() == kFloat64, op, "parameter '", pname, "' has dtype ",
                  dtype_name(p.dtype()), " (float32/float64 only)");
-        NQ_CHECK(p.device().is_cpu(), op, "parameter '", pname, "' is on ", p.device(), " (CPU only)");
+        NQ_CHECK(p.device().is_cpu() || (NEXTQUILL_WITH_CUDA && p.device().is_cuda()), op, "parameter '",
+                 pname, "' is on ", p.device(), ", which this build cannot update");
         NQ_CHECK(p.is_leaf(), op, "parameter '", pname, "' is not a leaf tensor (it has a grad_fn)");
         NQ_CHECK(p.is_contiguous(), op, "parameter '", pname, "' ", p.brief(), " is not contiguous");
       }
@@ -383,6 +399,8 @@ class Optimizer {
         NQ_CHECK(p.is_contiguous(), op, "parameter '", pname, "' ", p.brief(), " is not contiguous");
         NQ_CHECK(grad.dtype() == p.dtype(), op, "parameter '", pname, "' is ", dtype_name(p.dtype()),
                  " but its gradient is ", dtype_name(grad.dtype()));
+        NQ_CHECK(grad.device() == p.device(), op, "parameter '", pname, "' is on ", p.device(),
+                 " but its gradient on ", grad.device());
         NQ_CHECK(grad.shape() == p.shape(), op, "parameter '", pname, "' has shape ", shape_str(p.shape()),
                  " but its gradient has shape ", shape_str(grad.shape()));
         NQ_CHECK(grad.is_contiguous(), op, "the gradient of parameter '", pname, "' ", grad.brief(),
@@ -398,7 +416,7 @@ class Optimizer {
     if (fresh) *fresh = it == state_.end();
     if (it != state_.end()) return it->second;
     ParamState st;
-    for (size_t k = 0; k < kinds_.size(); ++k) st.buffers.push_back(zeros(p.shape(), p.dtype()));
+    for (size_t k = 0; k < kinds_.size(); ++k) st.buffers.push_back(zeros(p.shape(), p.options()));
     return state_.emplace(pname, std::move(st)).first->second;
   }
 

@@ -52,6 +52,12 @@ class SGD : public Optimizer {
         ++st.step;
         buf = st.buffers[0];
       }
+#if NEXTQUILL_WITH_CUDA
+      if (p.device().is_cuda()) {  // one fused kernel, the same arithmetic
+        cuda::sgd_step(p, g, buf, lr, wd, mom, opts_.dampening, opts_.nesterov, first);
+        return;
+      }
+#endif
       visit_float(p.dtype(), "SGD", [&](auto tag) {
         using T = typename decltype(tag)::type;
         T* pp = p.data_ptr<T>();
