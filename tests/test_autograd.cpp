@@ -2,6 +2,7 @@
 // op table in test_ops.cpp).
 #include <doctest/doctest.h>
 
+#include <map>
 #include <nextquill/nextquill.hpp>
 #include <string>
 #include <vector>
@@ -263,4 +264,28 @@ TEST_CASE("autograd: gradients keep the float32 dtype") {
   (x * x).sum().backward();
   CHECK(x.grad().dtype() == nq::kFloat32);
   CHECK(x.grad().to_vector<float>() == std::vector<float>{2, 4});
+}
+
+TEST_CASE("autograd: the backward profiler counts each op's closures and is off by default") {
+  nq::autograd::reset_backward_profile();
+  nq::Tensor w = nq::randn({4, 3}).requires_grad_();
+  nq::Tensor x = nq::randn({5, 4});
+  nq::sum(nq::tanh(nq::matmul(x, w))).backward();
+  CHECK(nq::autograd::backward_profile().empty());  // off: nothing recorded
+
+  nq::autograd::set_backward_profiling(true);
+  for (int i = 0; i < 2; ++i) nq::sum(nq::tanh(nq::matmul(x, w))).backward();
+  nq::autograd::set_backward_profiling(false);
+  auto prof = nq::autograd::backward_profile();
+  std::map<std::string, int64_t> calls;
+  for (auto& [name, t] : prof) {
+    calls[name] = t.calls;
+    CHECK(t.seconds >= 0.0);
+  }
+  CHECK(calls["matmul"] == 2);
+  CHECK(calls["tanh"] == 2);
+  CHECK(calls["sum"] == 2);
+  CHECK(nq::autograd::backward_profile_table().find("matmul") != std::string::npos);
+  nq::autograd::reset_backward_profile();
+  CHECK(nq::autograd::backward_profile().empty());
 }

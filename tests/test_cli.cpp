@@ -189,31 +189,28 @@ TEST_CASE("cli: --help on every subcommand, and clear errors for bad flags") {
   CHECK(c.code == 0);
   CHECK(c.out.find("study") != std::string::npos);
 
-  c = run_cli("frobnicate", tmp);
-  CHECK(c.code == 2);
-  CHECK(c.out.find("unknown command 'frobnicate'") != std::string::npos);
-
-  c = run_cli("train --data x --base y --out z --method bogus", tmp);
-  CHECK(c.code == 2);
-  CHECK(c.out.find("unknown method 'bogus'") != std::string::npos);
-
-  c = run_cli("train --data x --base y --out z --epochs two", tmp);
-  CHECK(c.code == 2);
-  CHECK(c.out.find("--epochs: expected an integer, got 'two'") != std::string::npos);
-
-  c = run_cli("eval --run x --data y --spilt test", tmp);
-  CHECK(c.code == 2);
-  CHECK(c.out.find("did you mean --split?") != std::string::npos);
-
-  c = run_cli("eval --data y", tmp);
-  CHECK(c.code == 2);
-  CHECK(c.out.find("missing required option --run") != std::string::npos);
-
-  c = run_cli("train --data " + std::string(NQ_TEST_DATA_DIR) + "/cli --base /nonexistent/base --out " +
-                  (tmp / "o").string(),
-              tmp);
-  CHECK(c.code == 1);
-  CHECK(c.out.find("'/nonexistent/base' is not a directory") != std::string::npos);
+  // Bad input: (arguments, exit code, text the message must contain). Usage
+  // errors exit 2; a well-formed command that fails on its input exits 1.
+  struct BadCase {
+    std::string args;
+    int code;
+    std::string message;
+  };
+  const std::vector<BadCase> bad = {
+      {"frobnicate", 2, "unknown command 'frobnicate'"},
+      {"train --data x --base y --out z --method bogus", 2, "unknown method 'bogus'"},
+      {"train --data x --base y --out z --epochs two", 2, "--epochs: expected an integer, got 'two'"},
+      {"eval --run x --data y --spilt test", 2, "did you mean --split?"},
+      {"eval --data y", 2, "missing required option --run"},
+      {"train --data " + std::string(NQ_TEST_DATA_DIR) + "/cli --base /nonexistent/base --out " +
+           (tmp / "o").string(),
+       1, "'/nonexistent/base' is not a directory"},
+  };
+  for (const auto& b : bad) {
+    Cmd r = run_cli(b.args, tmp);
+    CHECK_MESSAGE(r.code == b.code, b.args);
+    CHECK_MESSAGE(r.out.find(b.message) != std::string::npos, b.args, " printed: ", r.out);
+  }
   fs::remove_all(tmp);
 }
 

@@ -48,13 +48,15 @@ struct Args {
   std::string device = "cuda";
   std::string loss = "full";
   bool json = false;
+  bool profile = false;  // print the backward profile (per op, synchronised) to stderr
 };
 
 [[noreturn]] void usage(int code) {
   std::fprintf(
       code ? stderr : stdout,
       "usage: gpt2_train [--config 124M|S|M] [--batch B] [--ctx T] [--steps N] [--warmup N]\n"
-      "                  [--dtype bf16|fp32] [--tf32] [--device cuda|cpu] [--loss full|lm] [--json]\n");
+      "                  [--dtype bf16|fp32] [--tf32] [--device cuda|cpu] [--loss full|lm] [--json]\n"
+      "                  [--profile]\n");
   std::exit(code);
 }
 
@@ -87,6 +89,8 @@ Args parse(int argc, char** argv) {
       a.device = next();
     else if (k == "--loss")
       a.loss = next();
+    else if (k == "--profile")
+      a.profile = true;
     else if (k == "--json")
       a.json = true;
     else
@@ -222,6 +226,14 @@ int main(int argc, char** argv) {
       sync();
       auto p3 = clock::now();
       fwd_s += secs(p0, p1), bwd_s += secs(p1, p2), opt_s += secs(p2, p3);
+    }
+
+    if (a.profile) {  // three more steps with every backward op timed on its own
+      nq::autograd::reset_backward_profile();
+      nq::autograd::set_backward_profiling(true);
+      for (int s = 0; s < 3; ++s) step(s);
+      nq::autograd::set_backward_profiling(false);
+      std::fprintf(stderr, "%s", nq::autograd::backward_profile_table(25).c_str());
     }
 
     std::vector<double> lv;

@@ -8,6 +8,7 @@
 #include "autograd/engine.hpp"
 #include "autograd/grad_mode.hpp"
 #include "autograd/node.hpp"
+#include "autograd/profile.hpp"
 #include "config.hpp"
 #include "core/autocast.hpp"
 #include "core/dtype.hpp"

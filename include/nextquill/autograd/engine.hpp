@@ -8,9 +8,11 @@
 // A leaf with a grad_ready_hook (AutogradMeta) also has its incoming edges
 // counted, and the hook runs when the last of them has been processed: its
 // .grad is final for this pass. Leaves without a hook cost one branch.
+#include <optional>
 #include <unordered_map>
 
 #include "../ops/elementwise.hpp"
+#include "profile.hpp"
 
 namespace nq {
 
@@ -75,17 +77,21 @@ inline void run_backward(const Tensor& root, const Tensor& grad_out, bool retain
     // A node that no gradient reached still releases its consumers' counts.
     auto git = grads.find(n);
     std::vector<Tensor> in_grads(n->next.size());
-    if (git != grads.end()) {
+    const bool reached = git != grads.end();
+    if (reached) {
       Tensor g = std::move(git->second);
       grads.erase(git);
       NQ_CHECK(!n->released, "backward", "trying to backward through the graph a second time (op '", n->name,
                "', output ", shape_str(n->out_shape),
                "): its saved tensors were freed; pass retain_graph=true to the first backward()");
       if (auto m = n->retained.lock()) accumulate_leaf(*m, g);
+      autograd::detail::ScopedOpTimer timer(n->name, g.device());  // no-op unless profiling
       in_grads = n->backward(g, *n);
       NQ_CHECK(in_grads.size() == n->next.size(), "backward", "op '", n->name, "' returned ", in_grads.size(),
                " gradients for ", n->next.size(), " inputs");
     }
+    std::optional<autograd::detail::ScopedOpTimer> acc_timer;
+    if (reached && autograd::backward_profiling()) acc_timer.emplace("(accumulate)", root.device());
     for (size_t i = 0; i < n->next.size(); ++i) {
       Edge& e = n->next[i];
       if (!e.active()) continue;
