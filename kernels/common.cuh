@@ -5,7 +5,6 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-
 #include <nextquill/core/tensor.hpp>
 #include <nextquill/cuda/runtime.hpp>
 
@@ -91,6 +90,63 @@ decltype(auto) visit_float(DType d, const char* op, F&& f) {
 inline void check_cuda_tensor(const Tensor& t, const char* op, const char* name) {
   NQ_CHECK(t.device().is_cuda(), op, name, " is on ", t.device().str(), ", expected a CUDA tensor");
   NQ_CHECK(t.is_contiguous(), op, name, " ", t.brief(), " must be contiguous (call .contiguous() first)");
+}
+
+// Typed data pointers of a (possibly undefined) tensor: nullptr when undefined.
+template <typename T>
+const T* cptr(const Tensor& t) {
+  return t.defined() ? static_cast<const T*>(t.raw_data_ptr()) : nullptr;
+}
+template <typename T>
+T* mptr(const Tensor& t) {
+  return t.defined() ? static_cast<T*>(t.raw_data_ptr()) : nullptr;
+}
+
+// Math in the accumulator type A (float, or double for float64 tensors).
+template <typename A>
+__device__ __forceinline__ A dev_exp(A v) {
+  if constexpr (std::is_same_v<A, double>)
+    return ::exp(v);
+  else
+    return ::expf(v);
+}
+template <typename A>
+__device__ __forceinline__ A dev_log(A v) {
+  if constexpr (std::is_same_v<A, double>)
+    return ::log(v);
+  else
+    return ::logf(v);
+}
+template <typename A>
+__device__ __forceinline__ A dev_sqrt(A v) {
+  if constexpr (std::is_same_v<A, double>)
+    return ::sqrt(v);
+  else
+    return ::sqrtf(v);
+}
+template <typename A>
+__device__ __forceinline__ A pos_inf() {
+  return static_cast<A>(INFINITY);
+}
+template <typename A>
+__device__ __forceinline__ A neg_inf() {
+  return -static_cast<A>(INFINITY);
+}
+
+// Sum over the block in a fixed order (deterministic); the result is valid in
+// thread 0. blockDim.x must be a multiple of 32; every thread must call it.
+__device__ __forceinline__ double block_sum(double v) {
+  __shared__ double sh[32];
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  if (lane == 0) sh[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    v = lane < nwarps ? sh[lane] : 0.0;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  }
+  __syncthreads();
+  return v;
 }
 
 }  // namespace nq::cuda::detail

@@ -23,27 +23,14 @@ namespace nq::cuda {
 namespace {
 
 using detail::acc_t;
+using detail::block_sum;
+using detail::cptr;
+using detail::dev_exp;
+using detail::dev_log;
 using detail::load;
+using detail::mptr;
+using detail::pos_inf;
 using detail::store;
-
-template <typename A>
-__device__ __forceinline__ A ce_exp(A v) {
-  if constexpr (std::is_same_v<A, double>)
-    return ::exp(v);
-  else
-    return ::expf(v);
-}
-template <typename A>
-__device__ __forceinline__ A ce_log(A v) {
-  if constexpr (std::is_same_v<A, double>)
-    return ::log(v);
-  else
-    return ::logf(v);
-}
-template <typename A>
-__device__ __forceinline__ A ce_inf() {
-  return static_cast<A>(INFINITY);
-}
 
 // Online logsumexp state: the running max m and sum s = sum exp(x - m). -inf
 // elements add nothing; when m is +-inf the sum is unused (lse = m). NaN is
@@ -51,19 +38,19 @@ __device__ __forceinline__ A ce_inf() {
 template <typename A>
 __device__ __forceinline__ void lse_push(A& m, A& s, A x) {
   if (x > m) {
-    s = s * ce_exp(m - x) + A(1);  // m = -inf: exp(-inf) = 0
+    s = s * dev_exp(m - x) + A(1);  // m = -inf: exp(-inf) = 0
     m = x;
-  } else if (x != -ce_inf<A>()) {
-    s += ce_exp(x - m);  // x = m = +inf gives NaN, but then lse = m = +inf
+  } else if (x != -pos_inf<A>()) {
+    s += dev_exp(x - m);  // x = m = +inf gives NaN, but then lse = m = +inf
   }
 }
 template <typename A>
 __device__ __forceinline__ void lse_merge(A& m, A& s, A m2, A s2) {
   if (m2 > m) {
-    s = s * ce_exp(m - m2) + s2;
+    s = s * dev_exp(m - m2) + s2;
     m = m2;
-  } else if (m2 != -ce_inf<A>()) {
-    s += s2 * ce_exp(m2 - m);
+  } else if (m2 != -pos_inf<A>()) {
+    s += s2 * dev_exp(m2 - m);
   }
 }
 
@@ -87,7 +74,7 @@ __device__ void block_lse(A& m, A& s, bool& nan) {
   }
   __syncthreads();
   if (warp == 0) {
-    m = lane < nwarps ? sm[lane] : -ce_inf<A>();
+    m = lane < nwarps ? sm[lane] : -pos_inf<A>();
     s = lane < nwarps ? ss[lane] : A(0);
     nan = lane < nwarps ? sn[lane] != 0 : false;
     for (int o = 16; o > 0; o >>= 1) {
@@ -98,21 +85,6 @@ __device__ void block_lse(A& m, A& s, bool& nan) {
     nan = __any_sync(0xffffffffu, nan);
   }
   __syncthreads();  // the shared slots are reused by the next row
-}
-
-// Sum over the block in a fixed order; the result is valid in thread 0.
-__device__ double block_sum(double v) {
-  __shared__ double sh[32];
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-  if (lane == 0) sh[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    v = lane < nwarps ? sh[lane] : 0.0;
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  }
-  __syncthreads();
-  return v;
 }
 
 // One block per row (grid-stride over rows). Writes lse[r], row_loss[r] =
@@ -137,7 +109,7 @@ __global__ void ce_forward_kernel(const T* __restrict__ z, const T* __restrict__
     }
     const T* zr = z + r * V;
     const T* z0r = kDiff ? z0 + r * V : nullptr;
-    A m = -ce_inf<A>(), s = A(0);
+    A m = -pos_inf<A>(), s = A(0);
     bool nan = false;
     for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
       A x = load(zr + v);
@@ -150,10 +122,10 @@ __global__ void ce_forward_kernel(const T* __restrict__ z, const T* __restrict__
       A l;
       if (nan)
         l = A(NAN);
-      else if (m == ce_inf<A>() || m == -ce_inf<A>())
+      else if (m == pos_inf<A>() || m == -pos_inf<A>())
         l = m;
       else
-        l = m + ce_log(s);
+        l = m + dev_log(s);
       A xy = load(zr + y);
       if constexpr (kDiff) xy -= load(z0r + y);
       lse[r] = l;
@@ -224,13 +196,13 @@ __global__ void ce_backward_kernel(const T* __restrict__ z, const T* __restrict_
     const T* zr = z + r * V;
     const T* z0r = kDiff ? z0 + r * V : nullptr;
     const A l = lse[r];
-    const bool dead = l == -ce_inf<A>();  // all -inf row: softmax taken as 0
+    const bool dead = l == -pos_inf<A>();  // all -inf row: softmax taken as 0
     for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
       A p = A(0);
       if (!dead) {
         A x = load(zr + v);
         if constexpr (kDiff) x -= load(z0r + v);
-        p = ce_exp(x - l) * coef;
+        p = dev_exp(x - l) * coef;
       }
       if (v == y) p -= coef;
       if (dr) store(dr + v, p);
@@ -276,15 +248,6 @@ Checked check_inputs(const char* op, const Tensor& logits, const Tensor& logits0
              " values of the logits' dtype ", dtype_name(logits.dtype()), " on ", logits.device().str());
   }
   return {R, V};
-}
-
-template <typename T>
-const T* cptr(const Tensor& t) {
-  return t.defined() ? static_cast<const T*>(t.raw_data_ptr()) : nullptr;
-}
-template <typename T>
-T* mptr(const Tensor& t) {
-  return t.defined() ? static_cast<T*>(t.raw_data_ptr()) : nullptr;
 }
 
 }  // namespace

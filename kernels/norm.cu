@@ -22,7 +22,9 @@ namespace nq::cuda {
 namespace {
 
 using detail::acc_t;
+using detail::cptr;
 using detail::load;
+using detail::mptr;
 using detail::store;
 
 template <typename A>
@@ -174,15 +176,6 @@ void check_param(const char* op, const char* name, const Tensor& p, const Tensor
 }
 
 DType stat_dtype(DType x) { return x == DType::Float64 ? DType::Float64 : DType::Float32; }
-
-template <typename T>
-const T* cptr(const Tensor& t) {
-  return t.defined() ? static_cast<const T*>(t.raw_data_ptr()) : nullptr;
-}
-template <typename T>
-T* mptr(const Tensor& t) {
-  return t.defined() ? static_cast<T*>(t.raw_data_ptr()) : nullptr;
-}
 
 }  // namespace
 

@@ -13,21 +13,11 @@ namespace nq::cuda {
 namespace {
 
 using detail::acc_t;
+using detail::block_sum;
+using detail::dev_sqrt;
 using detail::load;
+using detail::mptr;
 using detail::store;
-
-template <typename T>
-T* mptr(const Tensor& t) {
-  return static_cast<T*>(t.raw_data_ptr());
-}
-
-template <typename A>
-__device__ __forceinline__ A opt_sqrt(A v) {
-  if constexpr (std::is_same_v<A, double>)
-    return ::sqrt(v);
-  else
-    return ::sqrtf(v);
-}
 
 template <typename T>
 __global__ void adamw_kernel(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m, T* __restrict__ v,
@@ -45,7 +35,7 @@ __global__ void adamw_kernel(T* __restrict__ p, const T* __restrict__ g, T* __re
     if (s.has_decay) x = x * decay;
     store(m + i, mi);
     store(v + i, vi);
-    store(p + i, x + neg_step * mi / (opt_sqrt(vi) / c2 + eps));
+    store(p + i, x + neg_step * mi / (dev_sqrt(vi) / c2 + eps));
   }
 }
 
@@ -73,21 +63,6 @@ __global__ void sgd_update_kernel(T* __restrict__ p, const T* __restrict__ g, T*
     }
     store(p + i, pi + (-tlr) * d);
   }
-}
-
-// Sum over the block in a fixed order; the result is valid in thread 0.
-__device__ double block_sum(double v) {
-  __shared__ double sh[32];
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-  if (lane == 0) sh[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    v = lane < nwarps ? sh[lane] : 0.0;
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  }
-  __syncthreads();
-  return v;
 }
 
 template <typename T>

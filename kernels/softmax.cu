@@ -17,27 +17,11 @@ namespace nq::cuda {
 namespace {
 
 using detail::acc_t;
+using detail::dev_exp;
+using detail::dev_log;
 using detail::load;
+using detail::neg_inf;
 using detail::store;
-
-template <typename A>
-__device__ __forceinline__ A neg_inf() {
-  return -static_cast<A>(INFINITY);
-}
-template <typename A>
-__device__ __forceinline__ A dev_exp(A v) {
-  if constexpr (std::is_same_v<A, double>)
-    return ::exp(v);
-  else
-    return ::expf(v);
-}
-template <typename A>
-__device__ __forceinline__ A dev_log(A v) {
-  if constexpr (std::is_same_v<A, double>)
-    return ::log(v);
-  else
-    return ::logf(v);
-}
 
 // max that lets NaN win (as the CPU row_max does).
 struct MaxOp {

@@ -22,55 +22,14 @@ namespace {
 
 using nq::Tensor;
 
-// Sets NQ_ATTN_BWD (and clears NQ_ATTN_SIMPLE, NQ_ATTN_IMPL) for a scope, restoring all three.
-class BwdEnv {
- public:
+// NQ_ATTN_BWD set (NQ_ATTN_IMPL, NQ_ATTN_SIMPLE cleared) for a scope.
+struct BwdEnv : nqgpu::ScopedEnv {
   explicit BwdEnv(const char* impl)
-      : bwd_(saved("NQ_ATTN_BWD")), impl_(saved("NQ_ATTN_IMPL")), simple_(saved("NQ_ATTN_SIMPLE")) {
-    ::setenv("NQ_ATTN_BWD", impl, 1);
-    ::unsetenv("NQ_ATTN_IMPL");
-    ::unsetenv("NQ_ATTN_SIMPLE");
-  }
-  ~BwdEnv() {
-    restore("NQ_ATTN_BWD", bwd_);
-    restore("NQ_ATTN_IMPL", impl_);
-    restore("NQ_ATTN_SIMPLE", simple_);
-  }
-  BwdEnv(const BwdEnv&) = delete;
-  BwdEnv& operator=(const BwdEnv&) = delete;
-
- private:
-  static std::optional<std::string> saved(const char* name) {
-    const char* v = std::getenv(name);
-    return v ? std::optional<std::string>(v) : std::nullopt;
-  }
-  static void restore(const char* name, const std::optional<std::string>& v) {
-    if (v)
-      ::setenv(name, v->c_str(), 1);
-    else
-      ::unsetenv(name);
-  }
-  std::optional<std::string> bwd_, impl_, simple_;
+      : ScopedEnv({{"NQ_ATTN_BWD", impl}, {"NQ_ATTN_IMPL", nullptr}, {"NQ_ATTN_SIMPLE", nullptr}}) {}
 };
 
-struct Case {
-  int64_t B, H, T, S, D;
-  bool causal;
-  bool mask;  // batch 0 left-padded, 1 right-padded, 2 fully masked (needs B >= 3)
-  std::optional<double> scale;
-};
-
-Tensor make_mask(const Case& c) {
-  std::vector<float> keep(static_cast<size_t>(c.B * c.S), 1.f);
-  for (int64_t b = 0; b < c.B; ++b)
-    for (int64_t j = 0; j < c.S; ++j) {
-      float& m = keep[static_cast<size_t>(b * c.S + j)];
-      if (b == 0) m = j >= c.S / 3 ? 1.f : 0.f;
-      if (b == 1) m = j < c.S - c.S / 4 ? 1.f : 0.f;
-      if (b == 2) m = 0.f;
-    }
-  return nq::from_vector<float>(keep, {c.B, c.S});
-}
+using Case = nqgpu::AttnCase;
+using nqgpu::attn_padding_mask;
 
 std::vector<double> values(const Tensor& t) { return t.to(nq::kFloat32).cpu().to_vector<double>(); }
 
@@ -105,7 +64,7 @@ void check_case(const Case& c) {
   const auto bf = [&](nq::Shape s) { return nq::randn(s, nq::kFloat32, &gen).cuda().to(nq::kBFloat16); };
   Tensor q = bf({c.B, c.H, c.T, c.D}), k = bf({c.B, c.H, c.S, c.D}), v = bf({c.B, c.H, c.S, c.D});
   Tensor gy = bf({c.B, c.H, c.T, c.D});
-  Tensor mask = c.mask ? make_mask(c).cuda() : Tensor();
+  Tensor mask = c.mask ? attn_padding_mask(c).cuda() : Tensor();
   const double scale = scale_of(c);
 
   const std::vector<Tensor> fw = nq::cuda::attention_forward(q, k, v, mask, scale, c.causal);  // out, lse
@@ -171,7 +130,7 @@ TEST_CASE("gpu attention bwd: fa2 through the op and autograd") {
   nq::AttentionOptions o;
   o.causal = c.causal;
   o.scale = c.scale;
-  o.key_padding_mask = make_mask(c).cuda();
+  o.key_padding_mask = attn_padding_mask(c).cuda();
   const auto run = [&](const char* impl) {
     BwdEnv env(impl);
     Tensor qg = q.detach().requires_grad_(), kg = k.detach().requires_grad_(),

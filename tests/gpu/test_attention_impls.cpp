@@ -21,52 +21,13 @@ namespace {
 
 using nq::Tensor;
 
-// Sets NQ_ATTN_IMPL (and clears NQ_ATTN_SIMPLE) for a scope, restoring both.
-class ImplEnv {
- public:
-  explicit ImplEnv(const char* impl) : impl_(saved("NQ_ATTN_IMPL")), simple_(saved("NQ_ATTN_SIMPLE")) {
-    ::setenv("NQ_ATTN_IMPL", impl, 1);
-    ::unsetenv("NQ_ATTN_SIMPLE");
-  }
-  ~ImplEnv() {
-    restore("NQ_ATTN_IMPL", impl_);
-    restore("NQ_ATTN_SIMPLE", simple_);
-  }
-  ImplEnv(const ImplEnv&) = delete;
-  ImplEnv& operator=(const ImplEnv&) = delete;
-
- private:
-  static std::optional<std::string> saved(const char* name) {
-    const char* v = std::getenv(name);
-    return v ? std::optional<std::string>(v) : std::nullopt;
-  }
-  static void restore(const char* name, const std::optional<std::string>& v) {
-    if (v)
-      ::setenv(name, v->c_str(), 1);
-    else
-      ::unsetenv(name);
-  }
-  std::optional<std::string> impl_, simple_;
+// NQ_ATTN_IMPL set (NQ_ATTN_SIMPLE cleared) for a scope.
+struct ImplEnv : nqgpu::ScopedEnv {
+  explicit ImplEnv(const char* impl) : ScopedEnv({{"NQ_ATTN_IMPL", impl}, {"NQ_ATTN_SIMPLE", nullptr}}) {}
 };
 
-struct Case {
-  int64_t B, H, T, S, D;
-  bool causal;
-  bool mask;  // batch 0 left-padded, 1 right-padded, 2 fully masked (needs B >= 3)
-  std::optional<double> scale;
-};
-
-Tensor make_mask(const Case& c) {
-  std::vector<float> keep(static_cast<size_t>(c.B * c.S), 1.f);
-  for (int64_t b = 0; b < c.B; ++b)
-    for (int64_t j = 0; j < c.S; ++j) {
-      float& m = keep[static_cast<size_t>(b * c.S + j)];
-      if (b == 0) m = j >= c.S / 3 ? 1.f : 0.f;
-      if (b == 1) m = j < c.S - c.S / 4 ? 1.f : 0.f;
-      if (b == 2) m = 0.f;
-    }
-  return nq::from_vector<float>(keep, {c.B, c.S});
-}
+using Case = nqgpu::AttnCase;
+using nqgpu::attn_padding_mask;
 
 double max_abs(const Tensor& t) {
   std::vector<double> v = t.to(nq::kFloat32).cpu().to_vector<double>();
@@ -109,7 +70,7 @@ void check_case(const Case& c) {
   const auto bf = [&](nq::Shape s) { return nq::randn(s, nq::kFloat32, &gen).cuda().to(nq::kBFloat16); };
   Tensor q = bf({c.B, c.H, c.T, c.D}), k = bf({c.B, c.H, c.S, c.D}), v = bf({c.B, c.H, c.S, c.D});
   Tensor gy = bf({c.B, c.H, c.T, c.D});
-  Tensor mask_cpu = c.mask ? make_mask(c) : Tensor();
+  Tensor mask_cpu = c.mask ? attn_padding_mask(c) : Tensor();
   Tensor mask = c.mask ? mask_cpu.cuda() : Tensor();
 
   Run fa = run_impl("fa2", c, q, k, v, gy, mask);

@@ -305,7 +305,7 @@ TEST_CASE("op table on CUDA: float32 forward and input gradients equal the CPU b
   for (size_t i = 0; i < failed.size() && i < 60; ++i) list += "\n  " + failed[i];
   if (failed.size() > 60) list += "\n  ... and " + std::to_string(failed.size() - 60) + " more";
   MESSAGE("op table on CUDA: " << run - static_cast<int>(failed.size()) << " of " << run << " cases pass"
-                               << (failed.empty() ? "" : "; failing:") << list);
+                               << std::string(failed.empty() ? "" : "; failing:") << list);
   CHECK(failed.empty());
   if (!std::getenv("NQ_OP_FILTER")) CHECK(run == static_cast<int>(table.size()));  // nothing skipped
 }
