@@ -11,7 +11,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nextquill/nextquill.hpp>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <string>
 
@@ -79,6 +81,27 @@ TEST_CASE("cli: pretrain, train, eval --json, study --quick, inspect on a tiny d
                   tmp);
   INFO(c.out);
   REQUIRE(c.code == 0);
+  {  // No pretrain.jsonl: the train texts minus those that quote a valid or test target.
+    std::vector<std::string> targets;
+    for (const char* split : {"/valid.jsonl", "/test.jsonl"})
+      for (const auto& ex : nq::data::load_jsonl(data + split)) targets.push_back(ex.target);
+    std::set<std::string> texts;
+    for (const auto& ex : nq::data::load_jsonl(data + "/train.jsonl")) {
+      texts.insert(ex.history.begin(), ex.history.end());
+      texts.insert(ex.query);
+      texts.insert(ex.target);
+    }
+    size_t leaking = 0;
+    for (const auto& t : texts)
+      for (const auto& g : targets)
+        if (t.find(g) != std::string::npos) {
+          ++leaking;
+          break;
+        }
+    REQUIRE(leaking > 0);  // the fixture has one, so the filter is exercised
+    CHECK(c.out.find("dropped " + std::to_string(leaking) + " text(s) that contain a valid or test target") !=
+          std::string::npos);
+  }
   for (const char* f : {"config.json", "model.safetensors", "encoder.json", "vocab.bpe", "nextquill.json"})
     CHECK_MESSAGE(fs::exists(fs::path(base) / f), f);
   CHECK(read_json(fs::path(base) / "nextquill.json")["steps"] == 6);
