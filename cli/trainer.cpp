@@ -53,13 +53,33 @@ TrainResult run_train(const TrainOptions& o, const std::string& command) {
   model.train();
 
   std::unique_ptr<nq::causal::FixedEstimator> est;
-  std::string est_dir;
+  std::string est_dir, est_cache, est_tag;
+  size_t est_cached = 0;
   if (o.estimator != "dynamic") {
     est_dir = o.estimator.substr(6);
     Run er = load_run(est_dir);
     NQ_CHECK(er.tok.vocab_size() == base.tok.vocab_size() && er.model->config().vocab_size == mc.vocab_size,
              "train", "--estimator ", est_dir, ": its tokenizer/vocabulary differs from the base model's");
     est = std::make_unique<nq::causal::FixedEstimator>(er.model);
+    // Its DCE values, shared on disk by every run that uses this estimator
+    // with the same weights and thread count (the values are then bit-identical).
+    est_cache = (fs::path(est_dir) / "estimator-cache.bin").string();
+    const fs::path w = fs::path(est_dir) / "model.safetensors";
+    est_tag = "weights " + std::to_string(fs::file_size(w)) + " bytes, mtime " +
+              std::to_string(fs::last_write_time(w).time_since_epoch().count()) + ", threads " +
+              std::to_string(o.threads) + ", cpu";
+    if (fs::exists(est_cache)) {
+      try {
+        const size_t n = est->load_cache(est_cache, est_tag);
+        if (!o.quiet)
+          std::printf(n ? "estimator: %zu examples' DCE loaded from %s\n"
+                        : "estimator: %zu examples loaded; %s was made by other weights or threads\n",
+                      n, est_cache.c_str());
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "warning: ignoring the estimator cache: %s\n", e.what());
+      }
+    }
+    est_cached = est->cached_examples();
   }
   nq::causal::NextQuillObjective objective(model, mopt, est.get());
 
@@ -154,6 +174,13 @@ TrainResult run_train(const TrainOptions& o, const std::string& command) {
   }
   if (bar) bar->finish();
   log.close();
+  if (est && est->cached_examples() > est_cached) {
+    try {  // a cache only: a read-only estimator directory costs time, not results
+      est->save_cache(est_cache, est_tag);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "warning: estimator cache not saved: %s\n", e.what());
+    }
+  }
 
   // The personalized model, LoRA merged into the weights so that eval and
   // Hugging Face see one plain model; the adapters alone go to adapter.safetensors.

@@ -149,6 +149,31 @@ TEST_CASE("cli: pretrain, train, eval --json, study --quick, inspect on a tiny d
   check_metrics(ev, 6);
   CHECK(fs::exists(fs::path(run) / "predictions-test.jsonl"));
 
+  // A fixed estimator: the first run computes its DCE values and saves them next
+  // to the estimator's weights; a second run loads them and trains bit for bit alike.
+  {
+    const std::string fx = "train --data " + data + " --base " + base + " --estimator fixed:" + run +
+                           " --method nextquill --epochs 1 --batch-size 8 --threads 1 --out ";
+    c = run_cli(fx + (tmp / "fx1").string(), tmp);
+    INFO(c.out);
+    REQUIRE(c.code == 0);
+    CHECK(fs::exists(fs::path(run) / "estimator-cache.bin"));
+    c = run_cli(fx + (tmp / "fx2").string(), tmp);
+    INFO(c.out);
+    REQUIRE(c.code == 0);
+    CHECK(c.out.find("examples' DCE loaded from") != std::string::npos);
+    CHECK(slurp(tmp / "fx1" / "losses.tsv") == slurp(tmp / "fx2" / "losses.tsv"));
+    CHECK(slurp(tmp / "fx1" / "model.safetensors") == slurp(tmp / "fx2" / "model.safetensors"));
+    // With another thread count the file is not used (its values could differ in the last bit).
+    c = run_cli("train --data " + data + " --base " + base + " --estimator fixed:" + run +
+                    " --method nextquill --epochs 1 --batch-size 8 --threads 2 --out " +
+                    (tmp / "fx3").string(),
+                tmp);
+    INFO(c.out);
+    REQUIRE(c.code == 0);
+    CHECK(c.out.find("made by other weights or threads") != std::string::npos);
+  }
+
   // A study on a dataset it has never seen and without pretrain.jsonl: it pretrains its own base.
   const std::string study = (tmp / "study").string();
   c = run_cli(

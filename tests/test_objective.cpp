@@ -6,6 +6,9 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <nextquill/causal/causal.hpp>
 #include <nextquill/nextquill.hpp>
 
@@ -136,6 +139,47 @@ TEST_CASE("FixedEstimator: DCE from a frozen model, computed once per example") 
   // Asking for the fixed estimator without one is an error.
   CHECK(nqtest::contains(nqtest::error_of([&] { nq::causal::NextQuillObjective bad(m, opts); }),
                          "asks for the fixed estimator"));
+}
+
+TEST_CASE("FixedEstimator: the cache on disk round-trips, checks its tag and rejects damaged files") {
+  auto cfg = nq::CausalLMConfig::gpt2(20, 16, 8, 1, 2);
+  auto frozen = std::make_shared<nq::CausalLM>(cfg, 9);
+  auto b = nq::data::collate_pairs(examples(), 0);
+  nq::causal::FixedEstimator est(frozen);
+  const auto rule = nq::causal::WeightRule::JS;  // caches JS values too
+  const auto want = est(b, rule);
+  const std::string path = nqtest::temp_path("estimator-cache.bin");
+  est.save_cache(path, "tag A");
+
+  // A second estimator over *other* weights: values come from the file, not its model.
+  nq::causal::FixedEstimator other(std::make_shared<nq::CausalLM>(cfg, 10));
+  CHECK(other.load_cache(path, "tag B") == 0);  // another tag: ignored
+  CHECK(other.cached_examples() == 0);
+  CHECK(other.load_cache(path, "tag A") == 3);
+  const auto got = other(b, rule);
+  CHECK(got.dce.to_vector<double>() == want.dce.to_vector<double>());
+  CHECK(got.js.to_vector<double>() == want.js.to_vector<double>());
+
+  std::ifstream in(path, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto load_bytes = [&](const std::string& data) {
+    {
+      std::ofstream o(path, std::ios::binary | std::ios::trunc);
+      o.write(data.data(), std::streamsize(data.size()));
+    }
+    nq::causal::FixedEstimator e(frozen);
+    return nqtest::error_of([&] { e.load_cache(path, "tag A"); });
+  };
+  CHECK(nqtest::contains(load_bytes(bytes.substr(0, 12)), "truncated at byte 8 (tag length)"));
+  CHECK(nqtest::contains(load_bytes(bytes.substr(0, bytes.size() - 3)), "exceeds the file"));
+  CHECK(nqtest::contains(load_bytes(bytes + "xy"), "2 trailing bytes"));
+  CHECK(nqtest::contains(load_bytes("NOTACACHE-------"), "bad magic"));
+  std::string huge = bytes;  // the first entry's DCE count (after magic, tag, entry count, key)
+  const size_t at = 8 + 8 + 5 + 8 + 8;
+  for (size_t i = 0; i < 8; ++i) huge[at + i] = '\x7f';
+  CHECK(nqtest::contains(load_bytes(huge), "exceeds the file"));
+  CHECK(nqtest::contains(load_bytes(bytes), path) == false);  // intact again: no error
+  std::remove(path.c_str());
 }
 
 TEST_CASE("inspect: per-token DCE, weight and MCE at the gold token") {

@@ -1,7 +1,9 @@
 #pragma once
 // Small helpers shared by the test files.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <limits>
 #include <nextquill/nextquill.hpp>
 #include <string>
@@ -39,6 +41,15 @@ inline double max_rel_err(const nq::Tensor& a, const nq::Tensor& b) {
 
 inline bool contains(const std::string& s, const std::string& part) {
   return s.find(part) != std::string::npos;
+}
+
+// A fresh path in the temporary directory (not created), unique per call.
+inline std::string temp_path(const std::string& name) {
+  static int counter = 0;
+  const auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
+  return (std::filesystem::temp_directory_path() /
+          ("nqtest_" + std::to_string(stamp) + "_" + std::to_string(++counter) + "_" + name))
+      .string();
 }
 
 }  // namespace nqtest

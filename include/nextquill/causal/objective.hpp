@@ -16,6 +16,9 @@
 // device. Logits are fp32 (also under CausalLM::set_autocast(kBFloat16)), so
 // the effects, weights and losses are fp32 math. Host reads per step: the
 // weight rule's N values and the statistics step() reports, in one copy.
+#include <cstring>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <string>
@@ -23,6 +26,7 @@
 #include <vector>
 
 #include "../data/batch.hpp"
+#include "../io/atomic_file.hpp"
 #include "../models/causal_lm.hpp"
 #include "../ops/join.hpp"
 #include "loss.hpp"
@@ -51,6 +55,79 @@ class FixedEstimator {
   }
   const CausalLM& model() const { return *model_; }
   size_t cached_examples() const { return cache_.size(); }
+
+  // The cache on disk, so that runs sharing a frozen estimator (a study's five
+  // weighted methods of one seed) estimate the dataset once. `tag` names what
+  // the values depend on (the estimator's weights, the thread count); load
+  // returns 0 and keeps nothing when the file's tag differs, and throws, naming
+  // the file and the byte offset, when the file is malformed.
+  void save_cache(const std::string& path, const std::string& tag) const {
+    io::write_file_atomic(path, "FixedEstimator::save_cache", [&](std::ostream& out) {
+      auto u64 = [&](uint64_t v) { out.write(reinterpret_cast<const char*>(&v), sizeof v); };
+      auto vec = [&](const std::vector<double>& v) {
+        u64(v.size());
+        out.write(reinterpret_cast<const char*>(v.data()), std::streamsize(v.size() * sizeof(double)));
+      };
+      out.write(kCacheMagic, sizeof kCacheMagic);
+      u64(tag.size());
+      out.write(tag.data(), std::streamsize(tag.size()));
+      u64(cache_.size());
+      for (const auto& [key, e] : cache_) {
+        u64(key);
+        vec(e.dce);
+        vec(e.js);
+      }
+    });
+  }
+  size_t load_cache(const std::string& path, const std::string& tag) {
+    std::ifstream in(path, std::ios::binary);
+    NQ_CHECK(in, "FixedEstimator::load_cache", "cannot open '", path, "'");
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    size_t off = 0;
+    auto need = [&](size_t n, const char* what) {
+      NQ_CHECK(n <= bytes.size() - off, "FixedEstimator::load_cache", path, ": truncated at byte ", off, " (",
+               what, ")");
+    };
+    auto u64 = [&](const char* what) {
+      need(sizeof(uint64_t), what);
+      uint64_t v;
+      std::memcpy(&v, bytes.data() + off, sizeof v);
+      off += sizeof v;
+      return v;
+    };
+    auto vec = [&](const char* what) {
+      const uint64_t n = u64(what);
+      NQ_CHECK(n <= (bytes.size() - off) / sizeof(double), "FixedEstimator::load_cache", path, ": ", what,
+               " count ", n, " at byte ", off - sizeof n, " exceeds the file");
+      std::vector<double> v(n);
+      std::memcpy(v.data(), bytes.data() + off, n * sizeof(double));
+      off += n * sizeof(double);
+      return v;
+    };
+    need(sizeof kCacheMagic, "magic");
+    NQ_CHECK(std::memcmp(bytes.data(), kCacheMagic, sizeof kCacheMagic) == 0, "FixedEstimator::load_cache",
+             path, ": not an estimator cache (bad magic)");
+    off += sizeof kCacheMagic;
+    const uint64_t tag_len = u64("tag length");
+    need(tag_len, "tag");
+    if (bytes.compare(off, tag_len, tag) != 0 || tag_len != tag.size()) return 0;
+    off += tag_len;
+    const uint64_t n = u64("entry count");
+    std::unordered_map<uint64_t, Entry> loaded;
+    for (uint64_t i = 0; i < n; ++i) {
+      const uint64_t key = u64("key");
+      Entry e;
+      e.dce = vec("dce");
+      e.js = vec("js");
+      NQ_CHECK(e.js.empty() || e.js.size() == e.dce.size(), "FixedEstimator::load_cache", path, ": entry ", i,
+               " has ", e.dce.size(), " DCE values but ", e.js.size(), " JS values");
+      loaded[key] = std::move(e);
+    }
+    NQ_CHECK(off == bytes.size(), "FixedEstimator::load_cache", path, ": ", bytes.size() - off,
+             " trailing bytes after ", n, " entries");
+    for (auto& [k, e] : loaded) cache_[k] = std::move(e);
+    return size_t(n);
+  }
 
   // Values on the device of b.targets (the cache lives on the host).
   EstimatorOutput operator()(const data::PairedBatch& b, WeightRule rule) {
@@ -118,6 +195,7 @@ class FixedEstimator {
     for (size_t k = 0; k < tg.size(); ++k) mix(keys[ex[k]], tg[k]);
     return keys;
   }
+  static constexpr char kCacheMagic[8] = {'N', 'Q', 'E', 'S', 'T', 'C', '1', '\n'};
   std::shared_ptr<CausalLM> model_;
   std::unordered_map<uint64_t, Entry> cache_;
 };
