@@ -8,7 +8,9 @@
 //   p.add("--steps", &steps, "N", "optimizer steps");
 //   if (!p.parse(argc, argv)) return 0;   // --help was printed
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -194,22 +196,24 @@ class ArgParser {
       const char* b = v.c_str();
       char* e = nullptr;
       errno = 0;
+      // strto* skip leading whitespace, and strtoull negates "-5" (even after a
+      // space) into a huge value: the text must start with the number itself.
+      const bool starts_ok = !v.empty() && !std::isspace(static_cast<unsigned char>(v[0]));
       if constexpr (std::is_floating_point_v<T>) {
         const double d = std::strtod(b, &e);
-        if (v.empty() || *e || errno == ERANGE || d != d)
-          throw UsageError(prog_ + ": " + name + ": expected a number, got '" + v + "'");
+        if (!starts_ok || *e || errno == ERANGE || !std::isfinite(d))
+          throw UsageError(prog_ + ": " + name + ": expected a finite number, got '" + v + "'");
         return static_cast<T>(d);
       } else {
-        if (v.empty() || (std::is_unsigned_v<T> && v[0] == '-'))
-          throw UsageError(prog_ + ": " + name + ": expected a non-negative integer, got '" + v + "'");
         if constexpr (std::is_unsigned_v<T>) {
           const unsigned long long x = std::strtoull(b, &e, 10);
-          if (*e || errno == ERANGE || x > std::numeric_limits<T>::max())
+          if (!starts_ok || v[0] == '-' || *e || errno == ERANGE || x > std::numeric_limits<T>::max())
             throw UsageError(prog_ + ": " + name + ": expected a non-negative integer, got '" + v + "'");
           return static_cast<T>(x);
         } else {
           const long long x = std::strtoll(b, &e, 10);
-          if (*e || errno == ERANGE || x < static_cast<long long>(std::numeric_limits<T>::min()) ||
+          if (!starts_ok || *e || errno == ERANGE ||
+              x < static_cast<long long>(std::numeric_limits<T>::min()) ||
               x > static_cast<long long>(std::numeric_limits<T>::max()))
             throw UsageError(prog_ + ": " + name + ": expected an integer, got '" + v + "'");
           return static_cast<T>(x);

@@ -199,6 +199,22 @@ TEST_CASE("personalization: skip_bad_lines counts and reports bad lines") {
   CHECK(contains(all, "line 1: missing field 'history'"));
 }
 
+TEST_CASE("personalization: parse_jsonl reads contents in memory; number overflow is a JSON error") {
+  const std::string good = R"({"user": "u1", "history": ["a"], "query": "q", "target": "t"})";
+  const auto ex = parse_jsonl(good + "\n\n" + good, "mem.jsonl");
+  REQUIRE(ex.size() == 2);
+  CHECK(ex[1].line == 3);
+  // nlohmann reports 1e999 as out_of_range, not parse_error (found by tests/fuzz, fuzz_jsonl).
+  const std::string big = R"({"user": "u1", "history": [], "query": 1e999, "target": "t"})";
+  const std::string e = error_of([&] { parse_jsonl(good + "\n" + big, "mem.jsonl"); });
+  CHECK(contains(e, "nq::load_jsonl: mem.jsonl line 2: invalid JSON: number overflow parsing '1e999'"));
+  LoadOptions o;
+  o.skip_bad_lines = true;
+  LoadReport rep;
+  CHECK(parse_jsonl(big + "\n" + good, "mem.jsonl", o, &rep).size() == 1);
+  CHECK(rep.skipped == 1);
+}
+
 // ---------------------------------------------------------------------------
 TEST_CASE("prompt: default template renders with history and with the None placeholder") {
   const PromptTemplate t;

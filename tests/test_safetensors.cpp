@@ -54,7 +54,9 @@ TEST_CASE("safetensors: write/read round trip") {
   f.tensors["empty"] = raw("BF16", {0, 4}, {});
   f.tensors["scalar"] = nq::io::make_f64({}, {42.0});
 
-  const fs::path dir = fs::temp_directory_path() / ("nq_st_test_" + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
+  const fs::path dir =
+      fs::temp_directory_path() /
+      ("nq_st_test_" + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
   fs::create_directories(dir);
   const std::string path = (dir / "rt.safetensors").string();
   nq::io::write_safetensors(path, f);
@@ -83,7 +85,8 @@ TEST_CASE("safetensors: write/read round trip") {
   const uint64_t n = nq::io::detail::read_le64(bytes.data());
   CHECK(n % 8 == 0);
   CHECK(bytes[8] == '{');
-  CHECK(nq::io::parse_safetensors(bytes.data(), bytes.size(), "mem").tensors.at("idx").bytes == f.tensors["idx"].bytes);
+  CHECK(nq::io::parse_safetensors(bytes.data(), bytes.size(), "mem").tensors.at("idx").bytes ==
+        f.tensors["idx"].bytes);
 
   int files = 0;  // no leftover temporary file
   for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir)) ++files;
@@ -183,7 +186,8 @@ TEST_CASE("safetensors: malformed inputs throw nq::Error naming the file") {
 
   {  // sanity: the well-formed buffer (with space padding) parses
     const auto good = make_buffer("{" + ok_entry + "}   ", 8);
-    CHECK(nq::io::parse_safetensors(good.data(), good.size(), name).tensors.at("t").shape == std::vector<int64_t>{2});
+    CHECK(nq::io::parse_safetensors(good.data(), good.size(), name).tensors.at("t").shape ==
+          std::vector<int64_t>{2});
   }
 
   expect_error({1, 2, 3, 4, 5}, "too short");
@@ -192,27 +196,51 @@ TEST_CASE("safetensors: malformed inputs throw nq::Error naming the file") {
   expect_error(make_buffer(R"({"t": {"dtype": "F32",)", 0), "not valid JSON");
   expect_error(make_buffer("[1,2]", 0), "must be a JSON object");
   expect_error(make_buffer(R"({"t":{"dtype":"F32","data_offsets":[0,8]}})", 8), "'t': missing field 'shape'");
-  expect_error(make_buffer(R"({"t":{"dtype":5,"shape":[2],"data_offsets":[0,8]}})", 8), "'dtype' must be a string");
-  expect_error(make_buffer(R"({"t":{"dtype":"F32","shape":"2","data_offsets":[0,8]}})", 8), "'shape' must be an array");
-  expect_error(make_buffer(R"({"t":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}})", 8), "must be an integer");
-  expect_error(make_buffer(R"({"t":{"dtype":"Q7","shape":[2],"data_offsets":[0,8]}})", 8), "unknown dtype 'Q7'");
-  expect_error(make_buffer(R"({"t":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", 8), "shape[0] is negative");
-  expect_error(make_buffer(R"({"t":{"dtype":"F64","shape":[4294967296,4294967296,16],"data_offsets":[0,8]}})", 8),
-               "overflows");
+  expect_error(make_buffer(R"({"t":{"dtype":5,"shape":[2],"data_offsets":[0,8]}})", 8),
+               "'dtype' must be a string");
+  expect_error(make_buffer(R"({"t":{"dtype":"F32","shape":"2","data_offsets":[0,8]}})", 8),
+               "'shape' must be an array");
+  expect_error(make_buffer(R"({"t":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}})", 8),
+               "must be an integer");
+  expect_error(make_buffer(R"({"t":{"dtype":"Q7","shape":[2],"data_offsets":[0,8]}})", 8),
+               "unknown dtype 'Q7'");
+  expect_error(make_buffer(R"({"t":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", 8),
+               "shape[0] is negative");
+  expect_error(
+      make_buffer(R"({"t":{"dtype":"F64","shape":[4294967296,4294967296,16],"data_offsets":[0,8]}})", 8),
+      "overflows");
+  // Empty, but the other dimensions' product overflows int64 (tensors form it for strides; found by
+  // tests/fuzz, fuzz_safetensors), for the reader and the writer.
+  expect_error(
+      make_buffer(R"({"t":{"dtype":"F32","shape":[0,4294967296,4294967296],"data_offsets":[0,0]}})", 0),
+      "overflows");
+  {
+    SafetensorsFile f;
+    f.tensors["t"] = raw("F32", {4294967296, 0, 4294967296}, {});
+    CHECK_THROWS_WITH_AS(nq::io::serialize_safetensors(f), doctest::Contains("overflows"), nq::Error);
+    f.tensors["t"] = raw("F32", {0, 4294967296, 1 << 20}, {});  // 2^52 elements: fits
+    const auto bytes = nq::io::serialize_safetensors(f);
+    CHECK(nq::io::parse_safetensors(bytes.data(), bytes.size(), name).tensors.at("t").shape ==
+          f.tensors["t"].shape);
+  }
   expect_error(make_buffer(R"({"t":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8), "needs 12");
   expect_error(make_buffer(R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})", 8), "out of range");
   expect_error(make_buffer(R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", 8), "reversed");
-  expect_error(make_buffer(R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[0]}})", 8), "array of 2 integers");
+  expect_error(make_buffer(R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[0]}})", 8),
+               "array of 2 integers");
   expect_error(make_buffer(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                           R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", 12),
+                           R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+                           12),
                "overlaps");
   expect_error(make_buffer(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
-                           R"("b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})", 12),
+                           R"("b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+                           12),
                "gap");
   expect_error(make_buffer("{" + ok_entry + "}", 12), "trailing");
   expect_error(make_buffer(R"({"__metadata__":{"eps":1e-5},)" + ok_entry + "}", 8), "'eps' must be a string");
   expect_error(make_buffer(R"({"__metadata__":[],)" + ok_entry + "}", 8), "__metadata__ must be an object");
   expect_error(make_buffer("{" + ok_entry + "," + ok_entry + "}", 8), "duplicate key 't'");
-  expect_error(make_buffer(R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"x":1}})", 8), "unexpected field 'x'");
+  expect_error(make_buffer(R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"x":1}})", 8),
+               "unexpected field 'x'");
   expect_error(make_buffer(R"({"t":[1,2]})", 8), "entry must be an object");
 }

@@ -631,6 +631,14 @@ TEST_CASE("tokenizer: malformed vocabulary files give errors naming the file and
       contains(error_of([&] { BPETokenizer::load(dir.str()); }), "special_tokens[0].id must be an integer"));
   fs::remove(dir.path / "special_tokens.json");
 
+  // The same parser on contents in memory; a number out of double range is a JSON error
+  // (nlohmann's out_of_range, found by tests/fuzz, fuzz_bpe_load).
+  CHECK(BPETokenizer::from_file_contents(enc, bpe).encode(" the") == std::vector<int32_t>{258});
+  CHECK(contains(error_of([&] { BPETokenizer::from_file_contents(R"({"!": 1e999})", bpe); }),
+                 "encoder.json: invalid JSON"));
+  CHECK(contains(
+      error_of([&] { BPETokenizer::from_file_contents(enc, bpe, R"({"special_tokens": [{"id": 1e999}]})"); }),
+      "special_tokens.json: invalid JSON"));
   CHECK(contains(error_of([&] { BPETokenizer::load((dir.path / "nope").string()); }), "cannot open"));
   CHECK(contains(error_of([&] { BPETokenizer::from_vocab({"a"}, {}); }), "has no token for byte"));
 }

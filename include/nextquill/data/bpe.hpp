@@ -393,12 +393,14 @@ inline std::string line_col(std::string_view text, size_t pos) {
   return "line " + std::to_string(line) + ", column " + std::to_string(col);
 }
 
-inline nlohmann::json parse_json_file(const std::string& text, const std::string& path) {
+inline nlohmann::json parse_json_file(std::string_view text, const std::string& path) {
   try {
     return nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
     fail("BPETokenizer", path, " ", line_col(text, e.byte == 0 ? 0 : e.byte - 1), ": invalid JSON (",
          e.what(), ")");
+  } catch (const nlohmann::json::exception& e) {  // out_of_range: a number like 1e999
+    fail("BPETokenizer", path, ": invalid JSON (", e.what(), ")");
   }
 }
 
@@ -429,6 +431,17 @@ class BPETokenizer {
     const fs::path special = d / "special_tokens.json";
     return load_files((d / "encoder.json").string(), (d / "vocab.bpe").string(),
                       fs::exists(special) ? special.string() : "");
+  }
+
+  // The same from the files' contents, e.g. held in memory: encoder.json,
+  // vocab.bpe and, when given, special_tokens.json (without it, "<|endoftext|>"
+  // is the EOS as for GPT-2). The names label errors.
+  static BPETokenizer from_file_contents(std::string_view encoder_json, std::string_view vocab_bpe,
+                                         std::optional<std::string_view> special_tokens_json = std::nullopt,
+                                         const std::string& encoder_name = "encoder.json",
+                                         const std::string& vocab_name = "vocab.bpe",
+                                         const std::string& special_name = "special_tokens.json") {
+    return parse_files(encoder_json, vocab_bpe, special_tokens_json, encoder_name, vocab_name, special_name);
   }
 
   // Builds a tokenizer from parts. tokens[i] is the vocabulary string of id i
@@ -852,9 +865,22 @@ class BPETokenizer {
 
   static BPETokenizer load_files(const std::string& encoder_path, const std::string& vocab_path,
                                  const std::string& special_path) {
+    const std::string enc_text = detail::read_text_file(encoder_path);
+    const std::string voc_text = detail::read_text_file(vocab_path);
+    std::optional<std::string> special_text;
+    if (!special_path.empty()) special_text = detail::read_text_file(special_path);
+    std::optional<std::string_view> special_view;
+    if (special_text) special_view = *special_text;
+    return parse_files(enc_text, voc_text, special_view, encoder_path, vocab_path, special_path);
+  }
+
+  // The parsing half of load_files; the paths only label errors.
+  static BPETokenizer parse_files(std::string_view enc_text, std::string_view voc_text,
+                                  std::optional<std::string_view> special_text,
+                                  const std::string& encoder_path, const std::string& vocab_path,
+                                  const std::string& special_path) {
     const std::string enc_name = std::filesystem::path(encoder_path).filename().string();
     // encoder.json: {"token": id, ...} with ids 0..n-1, each once.
-    const std::string enc_text = detail::read_text_file(encoder_path);
     const nlohmann::json enc = detail::parse_json_file(enc_text, encoder_path);
     if (!enc.is_object())
       fail("BPETokenizer", encoder_path, ": expected a JSON object mapping token strings to ids, got ",
@@ -882,9 +908,8 @@ class BPETokenizer {
     // special_tokens.json (optional).
     std::vector<int32_t> special;
     std::optional<std::string> eos;
-    if (!special_path.empty()) {
-      const std::string text = detail::read_text_file(special_path);
-      const nlohmann::json j = detail::parse_json_file(text, special_path);
+    if (special_text) {
+      const nlohmann::json j = detail::parse_json_file(*special_text, special_path);
       auto bad = [&](const std::string& what) { fail("BPETokenizer", special_path, ": ", what); };
       if (!j.is_object() || !j.contains("special_tokens") || !j["special_tokens"].is_array())
         bad("expected {\"special_tokens\": [{\"id\": ..., \"content\": ...}, ...], \"eos_token\": ...}");
@@ -917,7 +942,6 @@ class BPETokenizer {
     }
 
     // vocab.bpe: optional "#version" first line, then "left right" per line.
-    const std::string voc_text = detail::read_text_file(vocab_path);
     std::vector<std::pair<int32_t, int32_t>> merges;
     std::vector<size_t> lines;
     size_t line_no = 0, pos = 0;

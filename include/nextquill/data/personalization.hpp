@@ -196,7 +196,7 @@ inline std::string parse_record(std::string_view line, Example& ex, std::set<std
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(line);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
     const size_t bad = first_invalid_utf8(line);
     if (bad != std::string_view::npos) {
       // Report a bad byte inside an otherwise well-formed record by field.
@@ -276,11 +276,11 @@ inline std::string read_file(const char* op, const std::string& path) {
 
 }  // namespace detail
 
-// Reads one JSON-lines file. Throws nq::Error naming file, line and field on
-// the first bad line, unless opts.skip_bad_lines. Fills *report when given.
-inline std::vector<Example> load_jsonl(const std::string& path, const LoadOptions& opts = {},
-                                       LoadReport* report = nullptr) {
-  const std::string text = detail::read_file("load_jsonl", path);
+// Parses the contents of a JSON-lines file; `path` only names it in messages
+// (load_jsonl reads the file and calls this; the fuzz harness calls it directly).
+// Same rules and errors as load_jsonl.
+inline std::vector<Example> parse_jsonl(std::string_view text, const std::string& path,
+                                        const LoadOptions& opts = {}, LoadReport* report = nullptr) {
   LoadReport rep;
   rep.file = path;
   std::set<std::string> ignored;
@@ -323,6 +323,13 @@ inline std::vector<Example> load_jsonl(const std::string& path, const LoadOption
   rep.ignored_fields.assign(ignored.begin(), ignored.end());
   if (report) *report = std::move(rep);
   return out;
+}
+
+// Reads one JSON-lines file. Throws nq::Error naming file, line and field on
+// the first bad line, unless opts.skip_bad_lines. Fills *report when given.
+inline std::vector<Example> load_jsonl(const std::string& path, const LoadOptions& opts = {},
+                                       LoadReport* report = nullptr) {
+  return parse_jsonl(detail::read_file("load_jsonl", path), path, opts, report);
 }
 
 struct PersonalizationData {

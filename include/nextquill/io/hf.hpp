@@ -7,12 +7,18 @@
 // GPT-2 stores its projections as Conv1D weights (in, out); nextquill's
 // Linear keeps (out, in) like torch.nn.Linear, so those are transposed on
 // the way in and out. Llama/Qwen2 names map one to one.
+#include <cmath>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <regex>
 #include <set>
+#include <sstream>
 #include <string>
+#include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "../models/causal_lm.hpp"
@@ -21,40 +27,82 @@
 namespace nq::io {
 
 namespace detail {
-inline nlohmann::json read_json_file(const std::string& path) {
-  std::ifstream in(path);
-  NQ_CHECK(in, "hf", "cannot open '", path, "'");
+// Parses JSON text; `path` names it in errors.
+inline nlohmann::json parse_json_text(std::string_view text, const std::string& path) {
   try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
     fail("hf", path, ": invalid JSON: ", e.what());
   }
 }
+
+inline nlohmann::json read_json_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  NQ_CHECK(in, "hf", "cannot open '", path, "'");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  NQ_CHECK(!in.bad(), "hf", "cannot read '", path, "'");
+  return parse_json_text(ss.str(), path);
+}
 }  // namespace detail
 
-// Parses a transformers config.json into a CausalLMConfig.
+// Bounds on what a config may describe: every size fits int32 (token ids are
+// int32) and the parameter count stays below 2^40 (4 TB of float32 weights),
+// so no product the model code forms can overflow int64.
+inline constexpr int64_t kMaxHFConfigSize = std::numeric_limits<int32_t>::max();
+inline constexpr double kMaxHFParameters = 1099511627776.0;  // 2^40
+
+// Parses a transformers config.json into a CausalLMConfig. Every field that
+// is read is type-checked and errors name the file and the field.
 inline CausalLMConfig hf_config_from_json(const nlohmann::json& j, const std::string& file = "config.json") {
   NQ_CHECK(j.is_object(), "hf", file, ": expected a JSON object");
-  auto get = [&](const char* key, auto def) {
+  auto present = [&](const nlohmann::json& o, const char* key) {
+    return o.contains(key) && !o.at(key).is_null();
+  };
+  // A string, bool or (finite) number; `where` prefixes nested fields.
+  auto value_of = [&](const nlohmann::json& o, const std::string& where, const char* key, auto def) {
     using T = decltype(def);
-    if (!j.contains(key) || j.at(key).is_null()) return def;
-    try {
-      return j.at(key).get<T>();
-    } catch (const nlohmann::json::exception&) {
-      fail("hf", file, ": field '", key, "' has the wrong type: ", j.at(key).dump());
-    }
+    if (!present(o, key)) return def;
+    const nlohmann::json& v = o.at(key);
+    const bool ok = std::is_same_v<T, std::string> ? v.is_string()
+                    : std::is_same_v<T, bool>      ? v.is_boolean()
+                                                   : v.is_number();
+    if (!ok)
+      fail("hf", file, ": field '", where, key, "' must be ",
+           std::is_same_v<T, std::string> ? "a string"
+           : std::is_same_v<T, bool>      ? "true or false"
+                                          : "a number",
+           ", got ", v.dump());
+    const T x = v.get<T>();
+    if constexpr (std::is_same_v<T, double>)
+      NQ_CHECK(std::isfinite(x), "hf", file, ": field '", where, key, "' must be finite, got ", v.dump());
+    return x;
+  };
+  auto get = [&](const char* key, auto def) { return value_of(j, "", key, def); };
+  // A size: a JSON integer in [lo, kMaxHFConfigSize].
+  auto size_of = [&](const char* key, int64_t lo) -> int64_t {
+    const nlohmann::json& v = j.at(key);
+    NQ_CHECK(v.is_number_integer(), "hf", file, ": field '", key, "' must be an integer, got ", v.dump());
+    const bool in_range = v.is_number_unsigned() ? v.get<uint64_t>() <= uint64_t(kMaxHFConfigSize)
+                                                 : v.get<int64_t>() <= kMaxHFConfigSize;
+    NQ_CHECK(in_range && v.get<int64_t>() >= lo, "hf", file, ": field '", key, "' is ", v.dump(),
+             ", must be in [", lo, ", ", kMaxHFConfigSize, "]");
+    return v.get<int64_t>();
   };
   auto need = [&](const char* key) -> int64_t {
-    NQ_CHECK(j.contains(key) && j.at(key).is_number_integer(), "hf", file, ": missing or non-integer field '",
-             key, "'");
-    return j.at(key).get<int64_t>();
+    NQ_CHECK(present(j, key), "hf", file, ": missing field '", key, "'");
+    return size_of(key, 1);
+  };
+  // Optional sizes; 0 keeps nextquill's default (HF writes null for that).
+  auto opt_size = [&](const char* key, int64_t def, int64_t lo) {
+    return present(j, key) ? size_of(key, lo) : def;
   };
   const std::string type = get("model_type", std::string());
   CausalLMConfig c;
   if (type == "gpt2") {
     c = CausalLMConfig::gpt2(need("vocab_size"), need("n_positions"), need("n_embd"), need("n_layer"),
                              need("n_head"));
-    c.d_ff = get("n_inner", int64_t{0});
+    c.d_ff = opt_size("n_inner", 0, 0);
     c.norm_eps = get("layer_norm_epsilon", 1e-5);
     const std::string act = get("activation_function", std::string("gelu_new"));
     if (act == "gelu_new" || act == "gelu_pytorch_tanh" || act == "gelu_fast")
@@ -68,20 +116,21 @@ inline CausalLMConfig hf_config_from_json(const nlohmann::json& j, const std::st
     NQ_CHECK(get("scale_attn_weights", true), "hf", file, ": scale_attn_weights=false is not supported");
     c.tie_embeddings = get("tie_word_embeddings", true);
   } else if (type == "llama" || type == "qwen2" || type == "mistral") {
-    c = CausalLMConfig::llama(need("vocab_size"), get("max_position_embeddings", int64_t{2048}),
+    c = CausalLMConfig::llama(need("vocab_size"), opt_size("max_position_embeddings", 2048, 1),
                               need("hidden_size"), need("num_hidden_layers"), need("num_attention_heads"),
-                              get("num_key_value_heads", need("num_attention_heads")));
+                              opt_size("num_key_value_heads", need("num_attention_heads"), 1));
     c.arch = type;
     c.d_ff = need("intermediate_size");
-    c.head_dim = get("head_dim", int64_t{0});
+    c.head_dim = opt_size("head_dim", 0, 0);
     c.norm_eps = get("rms_norm_eps", 1e-6);
     const std::string act = get("hidden_act", std::string("silu"));
     NQ_CHECK(act == "silu", "hf", file, ": hidden_act '", act, "' is not supported (silu)");
     double theta = get("rope_theta", 10000.0);
-    if (j.contains("rope_parameters") && j["rope_parameters"].is_object()) {
-      const auto& rp = j["rope_parameters"];
-      if (rp.contains("rope_theta")) theta = rp["rope_theta"].get<double>();
-      const std::string rt = rp.value("rope_type", std::string("default"));
+    if (present(j, "rope_parameters")) {
+      const auto& rp = j.at("rope_parameters");
+      NQ_CHECK(rp.is_object(), "hf", file, ": field 'rope_parameters' must be an object, got ", rp.dump());
+      theta = value_of(rp, "rope_parameters.", "rope_theta", theta);
+      const std::string rt = value_of(rp, "rope_parameters.", "rope_type", std::string("default"));
       NQ_CHECK(rt == "default", "hf", file, ": rope_type '", rt, "' is not supported (default)");
     }
     NQ_CHECK(!j.contains("rope_scaling") || j["rope_scaling"].is_null(), "hf", file,
@@ -103,6 +152,14 @@ inline CausalLMConfig hf_config_from_json(const nlohmann::json& j, const std::st
   } catch (const Error& e) {
     fail("hf", file, ": ", e.what());
   }
+  // An upper bound of the parameter count, in double so it cannot overflow.
+  const double d = double(c.d_model), q = double(c.n_heads) * double(c.hdim()),
+               kv = double(c.kv_heads()) * double(c.hdim()), ff = double(c.ff());
+  const double layer = d * (q + 2 * kv) + q * d + 3 * d * ff + 4 * (d + q + ff);
+  const double params = 2 * double(c.vocab_size) * d + double(c.max_seq_len) * d + double(c.n_layers) * layer;
+  NQ_CHECK(params <= kMaxHFParameters, "hf", file, ": the sizes describe about ", params,
+           " parameters (vocab_size, hidden size, layers, heads x head_dim, MLP width); at most 2^40 are "
+           "supported");
   return c;
 }
 

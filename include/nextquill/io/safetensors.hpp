@@ -110,23 +110,24 @@ inline Entry parse_entry(const std::string& name, const ojson& v, uint64_t data_
   if (esize == 0) fail("safetensors", file, ": ", t, ": unknown dtype '", e.info.dtype, "'");
   const ojson& sh = v["shape"];
   if (!sh.is_array()) fail("safetensors", file, ": ", t, ": 'shape' must be an array");
-  // Track wrap-around explicitly; a 0 dimension anywhere makes the size 0.
-  uint64_t nbytes = esize;
+  // The product of the nonzero dimensions must fit int64 even when a 0
+  // dimension makes the tensor empty: tensors form those products (element
+  // counts, strides) whatever the order of the dimensions.
+  uint64_t count = 1;  // of the nonzero dimensions
   bool overflow = false, zero = false;
   for (size_t i = 0; i < sh.size(); ++i) {
     uint64_t d = nonneg_int(sh[i], file, t + ": shape[" + std::to_string(i) + "]");
     e.info.shape.push_back(int64_t(d));
     if (d == 0)
       zero = true;
-    else if (nbytes > std::numeric_limits<uint64_t>::max() / d)
+    else if (count > uint64_t(std::numeric_limits<int64_t>::max()) / d)
       overflow = true;
     else
-      nbytes *= d;
+      count *= d;
   }
-  if (zero)
-    nbytes = 0;
-  else if (overflow)
-    fail("safetensors", file, ": ", t, ": shape ", sh.dump(), " overflows the byte count");
+  if (overflow || count > std::numeric_limits<uint64_t>::max() / esize)
+    fail("safetensors", file, ": ", t, ": shape ", sh.dump(), " overflows the element or byte count");
+  const uint64_t nbytes = zero ? 0 : count * esize;
   const ojson& off = v["data_offsets"];
   if (!off.is_array() || off.size() != 2)
     fail("safetensors", file, ": ", t, ": 'data_offsets' must be an array of 2 integers");
@@ -212,13 +213,20 @@ inline SafetensorsFile make_file(Header&& h) {
 inline uint64_t checked_nbytes(const std::string& name, const RawTensor& t, const std::string& file) {
   const uint64_t esize = dtype_size(t.dtype);
   if (esize == 0) fail("safetensors", file, ": tensor '", name, "': unknown dtype '", t.dtype, "'");
-  uint64_t n = esize;
+  uint64_t count = 1;  // of the nonzero dimensions, as the reader checks it
+  bool zero = false;
   for (int64_t d : t.shape) {
     if (d < 0) fail("safetensors", file, ": tensor '", name, "': negative dimension ", d);
-    if (d != 0 && n > std::numeric_limits<uint64_t>::max() / uint64_t(d))
-      fail("safetensors", file, ": tensor '", name, "': shape overflows");
-    n *= uint64_t(d);
+    if (d == 0) {
+      zero = true;
+      continue;
+    }
+    if (count > uint64_t(std::numeric_limits<int64_t>::max()) / uint64_t(d) ||
+        count * uint64_t(d) > std::numeric_limits<uint64_t>::max() / esize)
+      fail("safetensors", file, ": tensor '", name, "': shape overflows the element or byte count");
+    count *= uint64_t(d);
   }
+  const uint64_t n = zero ? 0 : count * esize;
   if (n != t.bytes.size())
     fail("safetensors", file, ": tensor '", name, "': has ", t.bytes.size(), " bytes, shape and dtype need ",
          n);
