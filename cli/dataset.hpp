@@ -48,6 +48,7 @@ inline std::vector<nq::data::Example> load_split(const std::string& dir, const s
                                                  int64_t max_examples) {
   NQ_CHECK(split == "train" || split == "valid" || split == "test", "dataset", "unknown split '", split,
            "' (train, valid or test)");
+  if (!std::filesystem::is_directory(dir)) nq::fail("dataset", "--data '", dir, "' is not a directory");
   const std::string path = (std::filesystem::path(dir) / (split + ".jsonl")).string();
   if (!std::filesystem::exists(path)) nq::fail("dataset", dir, ": no ", split, ".jsonl");
   return subset(nq::data::load_jsonl(path), max_examples);

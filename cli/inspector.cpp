@@ -42,6 +42,7 @@ nq::report::Series read_loss_curve(const std::string& label, const std::string& 
     while (std::getline(ls, c, '\t')) v.push_back(c);
     if (v.size() <= li) continue;
     const double step = std::atof(v[0].c_str()), loss = std::atof(v[li].c_str());
+    if (!std::isfinite(loss)) continue;  // a step skipped by --nan-policy skip
     ema = std::isnan(ema) ? loss : 0.9 * ema + 0.1 * loss;
     s.x.push_back(step);
     s.y.push_back(ema);

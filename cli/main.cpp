@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <new>
 #include <nextquill/version.hpp>
 #include <string>
 
@@ -59,6 +60,9 @@ int main(int argc, char** argv) {
     } catch (const nqcli::UsageError& e) {
       std::fprintf(stderr, "error: %s\n(see nextquill %s --help)\n", e.what(), c.name);
       return 2;
+    } catch (const std::bad_alloc&) {
+      std::fprintf(stderr, "error: out of memory (a size in the input files or the flags is too large)\n");
+      return 1;
     } catch (const std::exception& e) {
       std::fprintf(stderr, "error: %s\n", e.what());
       return 1;

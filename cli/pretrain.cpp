@@ -8,6 +8,7 @@
 
 #include "args.hpp"
 #include "commands.hpp"
+#include "numerics.hpp"
 #include "pretrainer.hpp"
 #include "run_dir.hpp"
 
@@ -93,24 +94,43 @@ struct PretrainConfig {
              ": 'arch' must be llama or gpt2, got '", arch, "'");
     pos(d_model, "d_model"), pos(n_layers, "n_layers"), pos(n_heads, "n_heads"), pos(seq_len, "seq_len");
     pos(batch_size, "batch_size"), pos(ckpt_every, "ckpt_every"), pos(eval_every, "eval_every");
-    pos(eval_batches, "eval_batches");
+    pos(eval_batches, "eval_batches"), pos(n_kv_heads, "n_kv_heads");
     NQ_CHECK(steps >= 0, "pretrain config", where, ": 'steps' must be >= 0, got ", steps);
     NQ_CHECK(num_merges >= 0, "pretrain config", where, ": 'num_merges' must be >= 0");
+    NQ_CHECK(d_ff >= 0, "pretrain config", where, ": 'd_ff' must be >= 0 (0: the default), got ", d_ff);
+    NQ_CHECK(warmup >= 0, "pretrain config", where, ": 'warmup' must be >= 0, got ", warmup);
+    // Sizes of one batch: bounded so that an absurd value is refused here, not by the allocator.
+    NQ_CHECK(batch_size <= (1 << 20) && seq_len <= (1 << 20), "pretrain config", where,
+             ": 'batch_size' and 'seq_len' must be at most 2^20, got ", batch_size, " and ", seq_len);
     NQ_CHECK(d_model % n_heads == 0, "pretrain config", where, ": d_model ", d_model,
              " is not divisible by n_heads ", n_heads);
+    NQ_CHECK(n_heads % n_kv_heads == 0, "pretrain config", where, ": n_heads ", n_heads,
+             " is not a multiple of n_kv_heads ", n_kv_heads);
     NQ_CHECK(std::isfinite(lr) && lr > 0, "pretrain config", where, ": 'lr' must be > 0");
+    NQ_CHECK(min_lr_ratio >= 0 && min_lr_ratio <= 1, "pretrain config", where,
+             ": 'min_lr_ratio' must be in [0, 1]");
+    NQ_CHECK(std::isfinite(weight_decay) && weight_decay >= 0, "pretrain config", where,
+             ": 'weight_decay' must be >= 0");
+    NQ_CHECK(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, "pretrain config", where,
+             ": 'beta1' and 'beta2' must be in [0, 1)");
+    NQ_CHECK(std::isfinite(grad_clip) && grad_clip > 0, "pretrain config", where,
+             ": 'grad_clip' must be > 0");
     NQ_CHECK(valid_fraction > 0 && valid_fraction < 0.5, "pretrain config", where,
              ": 'valid_fraction' must be in (0, 0.5)");
     NQ_CHECK(export_dtype == "F32" || export_dtype == "BF16" || export_dtype == "F16", "pretrain config",
              where, ": 'export_dtype' must be F32, BF16 or F16");
   }
-  nq::CausalLMConfig model_config(int64_t vocab) const {
+  nq::CausalLMConfig model_config(int64_t vocab, const std::string& where) const {
     nq::CausalLMConfig c =
         arch == "gpt2" ? nq::CausalLMConfig::gpt2(vocab, seq_len, d_model, n_layers, n_heads)
                        : nq::CausalLMConfig::llama(vocab, seq_len, d_model, n_layers, n_heads, n_kv_heads);
     c.d_ff = d_ff;
     c.tie_embeddings = tie_embeddings;
-    c.validate();
+    try {
+      c.validate();
+    } catch (const nq::Error& e) {
+      nq::fail("pretrain config", where, ": ", e.what());
+    }
     return c;
   }
 };
@@ -121,6 +141,7 @@ struct PretrainConfig {
 // 538 test targets are quoted so), and a base model pretrained on them would
 // have seen the answers; pretrain.jsonl files are expected to be filtered alike.
 std::vector<std::string> load_corpus(const std::string& dir, std::string& source) {
+  if (!fs::is_directory(dir)) nq::fail("pretrain", "--data '", dir, "' is not a directory");
   const fs::path pre = fs::path(dir) / "pretrain.jsonl";
   if (fs::exists(pre)) {
     source = pre.string();
@@ -174,13 +195,14 @@ void run_pretrain(const PretrainArgs& a, const std::string& command) {
   const nlohmann::json& overrides = a.overrides;
   nq::set_num_threads(threads);
 
+  // Every input is read and checked before --out is touched (OutDir below).
   PretrainConfig cfg;
   if (!config_file.empty()) cfg.update(read_json(config_file), config_file);
   if (!overrides.is_null()) cfg.update(overrides, "settings");
   if (steps >= 0) cfg.steps = steps;
-  cfg.validate(config_file.empty() ? "defaults" : config_file);
+  const std::string cfg_where = config_file.empty() ? "defaults" : config_file;
+  cfg.validate(cfg_where);
 
-  make_out_dir(out);
   const std::string ckpt = out + "/checkpoint.safetensors";
   if (!resume && fs::exists(ckpt))
     nq::fail("pretrain", out,
@@ -194,6 +216,7 @@ void run_pretrain(const PretrainArgs& a, const std::string& command) {
   size_t bytes = 0;
   for (const auto& t : texts) bytes += t.size();
   std::printf("corpus: %s: %zu texts, %.1f MB\n", source.c_str(), texts.size(), double(bytes) / 1e6);
+  NQ_CHECK(!texts.empty(), "pretrain", source, ": no texts to pretrain on");
 
   nq::data::BPETokenizer tok;
   std::shared_ptr<nq::CausalLM> model;
@@ -212,7 +235,6 @@ void run_pretrain(const PretrainArgs& a, const std::string& command) {
                 tok.vocab_size(), sw.seconds());
   }
   if (!tok.has_eos()) nq::fail("pretrain", "the tokenizer has no EOS token");
-  tok.save(out);
 
   // Hold out the last valid_fraction of the texts for a validation loss.
   const size_t n_valid = std::max<size_t>(1, size_t(double(texts.size()) * cfg.valid_fraction));
@@ -237,8 +259,10 @@ void run_pretrain(const PretrainArgs& a, const std::string& command) {
   } else if (resume) {
     model = nq::io::load_model_from_checkpoint(ckpt);
     mc = model->config();
+    NQ_CHECK(tok.vocab_size() <= mc.vocab_size, "pretrain", ckpt, ": the model has ", mc.vocab_size,
+             " tokens, the tokenizer in ", out, " ", tok.vocab_size());
   } else {
-    mc = cfg.model_config(tok.vocab_size());
+    mc = cfg.model_config(tok.vocab_size(), cfg_where);
     model = std::make_shared<nq::CausalLM>(mc, seed);
   }
   const int64_t T = cfg.seq_len, B = cfg.batch_size;
@@ -256,11 +280,14 @@ void run_pretrain(const PretrainArgs& a, const std::string& command) {
   nq::optim::LRScheduler sched(
       opt, nq::optim::Warmup(nq::optim::CosineLR(total, cfg.min_lr_ratio), std::min(cfg.warmup, total - 1)));
   nq::Generator data_rng(seed * 7919 + 17);
-  int64_t step = 0;
+  NanGuard guard("pretrain", a.nan, model->named_parameters());
+  int64_t step = 0, ckpt_step = 0;
   if (resume) {
     auto st = nq::io::load_checkpoint(ckpt, *model, &opt, &sched);
     data_rng.set_state(st.rng_state);
-    step = st.step;
+    step = ckpt_step = st.step;
+    if (auto n = st.extra.find("nan_skipped"); n != st.extra.end())
+      guard.set_skipped(std::strtoll(n->second.c_str(), nullptr, 10));
     auto it = st.extra.find("pretrain_config");
     if (it != st.extra.end() && it->second != cfg.to_json().dump())
       std::fprintf(
@@ -269,6 +296,17 @@ void run_pretrain(const PretrainArgs& a, const std::string& command) {
           "ones\n",
           it->second.c_str());
     std::printf("resumed from %s at step %lld\n", ckpt.c_str(), static_cast<long long>(step));
+  }
+
+  // From here on the run writes; a failure that leaves no checkpoint removes
+  // what it wrote.
+  OutDir out_dir(out);
+  out_dir.create();
+  if (!resume) {
+    // A finished run's marker goes first, so that a killed rerun never looks
+    // finished (nextquill.json is written last).
+    fs::remove(out + "/nextquill.json");
+    tok.save(out);
   }
   nq::io::write_file_atomic(out + "/pretrain_config.json", "pretrain", cfg.to_json().dump(2) + "\n");
   std::printf(
@@ -296,12 +334,19 @@ void run_pretrain(const PretrainArgs& a, const std::string& command) {
     st.step = step;
     st.rng_state = data_rng.state();
     st.extra["pretrain_config"] = cfg.to_json().dump();
+    st.extra["nan_skipped"] = std::to_string(guard.skipped());
     nq::io::save_checkpoint(ckpt, *model, &opt, &sched, st, mc.to_json().dump());
+    ckpt_step = step;
   };
 
-  if (resume) truncate_log(out + "/losses.tsv", step);
-  std::ofstream log(out + "/losses.tsv", resume ? std::ios::app : std::ios::trunc);
+  const std::string log_path = out + "/losses.tsv";
+  if (resume) truncate_log(log_path, step);
+  std::ofstream log(log_path, resume ? std::ios::app : std::ios::trunc);
   if (!resume) log << "step\tloss\tlr\tgrad_norm\tval_loss\n";
+  auto flush_log = [&] {
+    log.flush();
+    if (!log) nq::fail("pretrain", log_path, ": write failed (disk full?)");
+  };
   Stopwatch sw;
   nq::ProgressBar bar(cfg.steps, "pretrain", step);
   double ema = -1, last_val = -1;
@@ -310,23 +355,22 @@ void run_pretrain(const PretrainArgs& a, const std::string& command) {
     model->zero_grad();
     nq::Tensor loss = lm_loss(batch);
     loss.backward();
+    double l = loss.item();
+    guard.inject(step + 1, l);
     const double norm = nq::optim::clip_grad_norm(opt.parameters(), cfg.grad_clip);
+    const bool skip = guard.bad_step(step + 1, l, norm, ckpt_step > 0 ? ckpt : "", ckpt_step);
     const double lr = opt.lr();
-    opt.step();
+    if (!skip) opt.step();
     sched.step();
     ++step;
-    const double l = loss.item();
-    if (!std::isfinite(l) || !std::isfinite(norm))
-      nq::fail("pretrain", "non-finite ", std::isfinite(l) ? "gradient norm" : "loss", " at step ", step,
-               "; the last good checkpoint is ", ckpt, " (lower the learning rate and --resume)");
-    ema = ema < 0 ? l : 0.95 * ema + 0.05 * l;
+    if (!skip) ema = ema < 0 ? l : 0.95 * ema + 0.05 * l;
     const bool eval_now = step % cfg.eval_every == 0 || step == cfg.steps;
     if (eval_now) last_val = val_loss();
     log << step << '\t' << l << '\t' << lr << '\t' << norm << '\t';
     if (eval_now) log << last_val;
     log << '\n';
     if (step % cfg.ckpt_every == 0 || step == cfg.steps || step == stop_after) {
-      log.flush();
+      flush_log();
       save_ckpt();
     }
     char f[96];
@@ -342,6 +386,8 @@ void run_pretrain(const PretrainArgs& a, const std::string& command) {
     }
   }
   bar.finish();
+  flush_log();
+  log.close();
   const double vl = val_loss();
   nlohmann::json meta = {{"kind", "base"},
                          {"command", command},
@@ -356,6 +402,7 @@ void run_pretrain(const PretrainArgs& a, const std::string& command) {
                          {"parameters", model->num_parameters()},
                          {"seed", seed},
                          {"threads", threads},
+                         {"nan_skipped_steps", guard.skipped()},
                          {"pretrain_config", cfg.to_json()},
                          {"seconds_this_session", sw.seconds()}};
   save_run(out, *model, tok, meta, cfg.export_dtype);
@@ -388,8 +435,12 @@ int cmd_pretrain(int argc, char** argv) {
         "start from a Hugging Face GPT-2/Llama/Qwen2 directory (and its tokenizer)");
   p.flag("--resume", &resume, "continue from RUN/checkpoint.safetensors");
   p.add("--stop-after", &stop_after, "N", "checkpoint and stop at step N (as if interrupted)");
+  add_nan_flags(p, a.nan);
   if (!p.parse(argc, argv, 2)) return 0;
-  require(threads >= 1, p.prog(), "--threads must be >= 1");
+  require(threads >= 1 && threads <= 4096, p.prog(), "--threads must be in 1..4096");
+  require(!p.seen("--steps") || steps >= 0, p.prog(), "--steps must be >= 0");
+  require(!p.seen("--stop-after") || stop_after >= 1, p.prog(), "--stop-after must be >= 1");
+  a.nan.check(p.prog());
   run_pretrain(a, command_line(argc, argv));
   return 0;
 }

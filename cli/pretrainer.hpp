@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "numerics.hpp"
+
 namespace nqcli {
 
 struct PretrainArgs {
@@ -14,6 +16,7 @@ struct PretrainArgs {
   int threads = 1;
   bool resume = false;
   nlohmann::json overrides;  // settings applied after config_file (null: none)
+  NanPolicy nan;
 };
 
 // Trains the tokenizer and the base model and writes the run; throws nq::Error on bad input.

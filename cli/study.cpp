@@ -126,15 +126,15 @@ int cmd_study(int argc, char** argv) {
   }
   const std::string command = command_line(argc, argv);
   Stopwatch total;
-  make_out_dir(out);
-  // Fail early on a bad dataset, before anything long runs.
+  // Fail early on a bad dataset, before anything long runs or --out is made.
   const auto test = load_split(data, "test", max_test);
   (void)load_split(data, "train", 1);
+  make_out_dir(out);
 
   // 1. The base model.
   if (base.empty()) {
     base = out + "/base";
-    if (!fs::exists(base + "/model.safetensors")) {
+    if (!fs::exists(base + "/nextquill.json")) {  // written last: the base is complete
       PretrainArgs pa;
       pa.data = data, pa.out = base, pa.threads = threads;
       pa.resume = fs::exists(base + "/checkpoint.safetensors");

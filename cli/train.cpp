@@ -27,6 +27,9 @@ int cmd_train(int argc, char** argv) {
   if (r.stopped) return 0;
   std::printf("trained %s: %lld steps in %.0f s, final loss %.4f; model written to %s\n", o.method.c_str(),
               static_cast<long long>(r.steps), r.seconds, r.final_loss, o.out.c_str());
+  if (r.nan_skipped > 0)
+    std::printf("note: %lld step(s) had a NaN/Inf loss or gradient and made no update (--nan-policy skip)\n",
+                static_cast<long long>(r.nan_skipped));
   return 0;
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "args.hpp"
+#include "numerics.hpp"
 
 namespace nqcli {
 
@@ -23,6 +24,7 @@ struct TrainOptions {
   uint64_t seed = 1;
   int threads = 1;
   bool resume = false, quiet = false;
+  NanPolicy nan;
 
   double effective_lr() const { return lr > 0 ? lr : lora > 0 ? 2e-3 : 3e-4; }
 
@@ -43,16 +45,29 @@ struct TrainOptions {
     require(epochs >= 1, prog, "--epochs must be >= 1");
     require(batch_size >= 1, prog, "--batch-size must be >= 1");
     require(lora >= 0, prog, "--lora must be >= 0 (0 = full fine-tuning)");
-    require(threads >= 1, prog, "--threads must be >= 1");
+    require(std::isfinite(lora_alpha) && lora_alpha >= 0, prog, "--lora-alpha must be >= 0 (0: 2 x rank)");
+    require(threads >= 1 && threads <= 4096, prog, "--threads must be in 1..4096");
     require(ckpt_every >= 1, prog, "--ckpt-every must be >= 1");
+    require(stop_after == -1 || stop_after >= 1, prog, "--stop-after must be >= 1");
+    require(max_examples >= 0, prog, "--max-examples must be >= 0 (0: all)");
+    require(warmup >= -1, prog, "--warmup must be >= 0 (or -1: 5% of the steps)");
+    require(lr == -1 || (std::isfinite(lr) && lr > 0), prog, "--lr must be a finite number > 0 (or -1)");
+    require(std::isfinite(weight_decay) && weight_decay >= 0, prog, "--weight-decay must be >= 0");
+    require(std::isnan(delta) || std::isfinite(delta), prog, "--delta must be finite");
+    const std::pair<double, const char*> overrides[] = {
+        {lambda, "--lambda"}, {epsilon, "--epsilon"}, {alpha, "--alpha"}};
+    for (const auto& [v, f] : overrides)
+      require(std::isnan(v) || (std::isfinite(v) && v >= 0), prog,
+              std::string(f) + " must be finite and >= 0");
     require(estimator == "dynamic" || estimator.rfind("fixed:", 0) == 0, prog,
             "--estimator must be 'dynamic' or 'fixed:RUN', got '" + estimator + "'");
     require(estimator == "dynamic" || estimator.size() > 6, prog,
             "--estimator fixed:RUN needs a run directory");
+    nan.check(prog);
     try {
       (void)method_options();
     } catch (const nq::Error& e) {
-      throw UsageError(prog + ": --method: " + e.what());
+      throw UsageError(prog + ": --method " + method + ": " + e.what());
     }
   }
 };
@@ -84,12 +99,14 @@ inline void add_train_flags(ArgParser& p, TrainOptions& o) {
   p.add("--ckpt-every", &o.ckpt_every, "N", "checkpoint every N steps");
   p.add("--stop-after", &o.stop_after, "N", "checkpoint and stop at step N (as if interrupted)");
   p.flag("--resume", &o.resume, "continue from RUN/checkpoint.safetensors");
+  add_nan_flags(p, o.nan);
 }
 
 struct TrainResult {
   int64_t steps = 0;
   double seconds = 0, final_loss = 0;
-  bool stopped = false;  // --stop-after hit
+  bool stopped = false;     // --stop-after hit
+  int64_t nan_skipped = 0;  // steps skipped under --nan-policy skip
 };
 
 // Trains and writes the run; throws nq::Error on bad input.

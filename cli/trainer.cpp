@@ -6,17 +6,59 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <map>
 
 #include "dataset.hpp"
+#include "numerics.hpp"
 #include "run_dir.hpp"
 #include "train_options.hpp"
 
 namespace nqcli {
 
+namespace {
+
+// Methods with causal effects compare each target token's probability with and
+// without the user's history: with no history anywhere every effect is 0 and
+// the method silently degenerates, so that is an error; users without any
+// history only get a warning (their examples still train the model).
+void check_history(const TrainOptions& o, const nq::causal::NextQuillOptions& m,
+                   const std::vector<nq::data::Example>& examples,
+                   const std::vector<nq::data::EncodedExample>& encoded, int64_t context) {
+  if (!m.use_history) return;
+  const bool effects = m.needs_weights() || m.alpha > 0;
+  std::map<std::string, bool> user_has;  // user -> some example of theirs has history in its prompt
+  int64_t with = 0, raw = 0;
+  for (size_t i = 0; i < encoded.size(); ++i) {
+    const bool h = encoded[i].history_used > 0;
+    with += h, raw += !examples[i].history.empty();
+    user_has[encoded[i].user] |= h;
+  }
+  const std::string train = (fs::path(o.data) / "train.jsonl").string();
+  if (with == 0) {
+    const std::string why = raw == 0 ? "no training example has any history"
+                                     : "every history item was dropped to fit the model's context of " +
+                                           std::to_string(context) + " tokens";
+    if (effects)
+      nq::fail("train", train, ": ", why, ", so every causal effect of --method ", o.method,
+               " would be 0; use --method sft or context-sft, or a dataset with history");
+    std::fprintf(stderr, "warning: %s: %s; --method %s then trains like sft\n", train.c_str(), why.c_str(),
+                 o.method.c_str());
+    return;
+  }
+  int64_t users_without = 0;
+  for (const auto& [u, h] : user_has) users_without += !h;
+  if (users_without > 0 && !o.quiet)
+    std::fprintf(stderr, "warning: %s: %lld of %zu users have no history in any training example%s\n",
+                 train.c_str(), static_cast<long long>(users_without), user_has.size(),
+                 effects ? " (their causal effects are all 0)" : "");
+}
+
+}  // namespace
+
 TrainResult run_train(const TrainOptions& o, const std::string& command) {
   nq::set_num_threads(o.threads);
   const nq::causal::NextQuillOptions mopt = o.method_options();
-  make_out_dir(o.out);
+  // Every input is read and checked before --out is touched (OutDir below).
   const std::string ckpt = o.out + "/checkpoint.safetensors";
   if (!o.resume && fs::exists(ckpt))
     nq::fail("train", o.out,
@@ -37,6 +79,7 @@ TrainResult run_train(const TrainOptions& o, const std::string& command) {
     tokens_h += int64_t(e.prompt_h.size() + e.target.size()),
         tokens_0 += int64_t(e.prompt_0.size() + e.target.size());
   }
+  check_history(o, mopt, examples, encoded, mc.max_seq_len);
 
   // LoRA: adapters on the attention projections; the base stays frozen and
   // gets no gradient buffer.
@@ -93,13 +136,18 @@ TrainResult run_train(const TrainOptions& o, const std::string& command) {
   nq::optim::LRScheduler sched(
       opt, nq::optim::Warmup(nq::optim::CosineLR(total, 0.1), std::max<int64_t>(warmup, 0)));
 
-  int64_t step = 0;
+  NanGuard guard("train", o.nan, model.named_trainable_parameters());
+  int64_t step = 0, ckpt_step = 0;
+  double last = 0;
   if (o.resume) {
     auto st = nq::io::load_checkpoint(ckpt, model, &opt, &sched);
-    step = st.step;
+    step = ckpt_step = st.step;
     auto it = st.extra.find("loader");
     NQ_CHECK(it != st.extra.end(), "train", ckpt, ": no loader position in the checkpoint");
     loader.set_position(nq::data::LoaderPosition::parse(it->second));
+    if (auto l = st.extra.find("loss"); l != st.extra.end()) last = std::strtod(l->second.c_str(), nullptr);
+    if (auto n = st.extra.find("nan_skipped"); n != st.extra.end())
+      guard.set_skipped(std::strtoll(n->second.c_str(), nullptr, 10));
     if (!o.quiet) std::printf("resumed from %s at step %lld\n", ckpt.c_str(), static_cast<long long>(step));
   }
   if (!o.quiet)
@@ -123,16 +171,36 @@ TrainResult run_train(const TrainOptions& o, const std::string& command) {
     st.step = step;
     st.extra["loader"] = loader.position().str();
     st.extra["method"] = o.method;
+    char l[32];
+    std::snprintf(l, sizeof l, "%.17g", last);
+    st.extra["loss"] = l;
+    st.extra["nan_skipped"] = std::to_string(guard.skipped());
     nq::io::save_checkpoint(ckpt, model, &opt, &sched, st, mc.to_json().dump());
+    ckpt_step = step;
   };
 
-  if (o.resume) truncate_log(o.out + "/losses.tsv", step);
-  std::ofstream log(o.out + "/losses.tsv", o.resume ? std::ios::app : std::ios::trunc);
+  // From here on the run writes; a failure that leaves no checkpoint removes
+  // what it wrote.
+  OutDir out_dir(o.out);
+  out_dir.create();
+  const std::string log_path = o.out + "/losses.tsv";
+  if (o.resume) {
+    truncate_log(log_path, step);
+  } else {
+    // A finished run's marker goes first, so that a killed retraining never
+    // looks finished (nextquill.json is written last).
+    fs::remove(o.out + "/nextquill.json");
+  }
+  std::ofstream log(log_path, o.resume ? std::ios::app : std::ios::trunc);
   if (!o.resume) log << "step\tepoch\tloss\tl_n\tl_p\tfrac_preference\tmean_dce\tlr\tgrad_norm\n";
+  auto flush_log = [&] {
+    log.flush();
+    if (!log) nq::fail("train", log_path, ": write failed (disk full?)");
+  };
   Stopwatch sw;
   std::unique_ptr<nq::ProgressBar> bar;
   if (!o.quiet) bar = std::make_unique<nq::ProgressBar>(total, "train " + o.method, step);
-  double ema = -1, last = 0;
+  double ema = -1;
   nq::data::PairedBatch b;
   while (step < total) {
     if (!loader.next(b)) {
@@ -140,23 +208,22 @@ TrainResult run_train(const TrainOptions& o, const std::string& command) {
       continue;
     }
     model.zero_grad();
-    const nq::causal::StepStats s = objective.step(b);
+    nq::causal::StepStats s = objective.step(b);
+    guard.inject(step + 1, s.loss);
     const double norm = nq::optim::clip_grad_norm(opt.parameters(), o.grad_clip);
-    if (!std::isfinite(norm))
-      nq::fail("train", "non-finite gradient norm at step ", step + 1, " (loss ", s.loss,
-               "); the last good "
-               "checkpoint is ",
-               fs::exists(ckpt) ? ckpt : std::string("(none yet)"));
+    const bool skip = guard.bad_step(step + 1, s.loss, norm, ckpt_step > 0 ? ckpt : "", ckpt_step);
     const double lr = opt.lr();
-    opt.step();
+    if (!skip) opt.step();
     sched.step();
     ++step;
-    last = s.loss;
-    ema = ema < 0 ? s.loss : 0.95 * ema + 0.05 * s.loss;
+    if (!skip) {
+      last = s.loss;
+      ema = ema < 0 ? s.loss : 0.95 * ema + 0.05 * s.loss;
+    }
     log << step << '\t' << loader.epoch() << '\t' << s.loss << '\t' << s.l_n << '\t' << s.l_p << '\t'
         << s.frac_preference << '\t' << s.mean_dce << '\t' << lr << '\t' << norm << '\n';
     if (step % o.ckpt_every == 0 || step == o.stop_after) {
-      log.flush();
+      flush_log();
       save_ckpt();
     }
     if (bar) {
@@ -169,10 +236,11 @@ TrainResult run_train(const TrainOptions& o, const std::string& command) {
     }
     if (step == o.stop_after) {
       if (bar) bar->finish("stopped at step " + std::to_string(step) + " (checkpoint " + ckpt + ")");
-      return {step, sw.seconds(), last, true};
+      return {step, sw.seconds(), last, true, guard.skipped()};
     }
   }
   if (bar) bar->finish();
+  flush_log();
   log.close();
   if (est && est->cached_examples() > est_cached) {
     try {  // a cache only: a read-only estimator directory costs time, not results
@@ -216,10 +284,11 @@ TrainResult run_train(const TrainOptions& o, const std::string& command) {
                          {"steps", step},
                          {"seed", o.seed},
                          {"final_loss", last},
+                         {"nan_skipped_steps", guard.skipped()},
                          {"seconds", sw.seconds()}};
   save_run(o.out, model, base.tok, meta);
   fs::remove(ckpt);  // finished: the run directory now holds the model itself
-  return {step, sw.seconds(), last, false};
+  return {step, sw.seconds(), last, false, guard.skipped()};
 }
 
 }  // namespace nqcli

@@ -4,6 +4,7 @@
 // errors that name the field.
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 
 #include "../core/dtype.hpp"
 #include "../core/error.hpp"
@@ -68,12 +69,32 @@ struct CausalLMConfig {
     return c;
   }
 
+  // Parameters of a model of these sizes (biases and norms aside), in double
+  // so that absurd sizes cannot overflow.
+  double approx_parameters() const {
+    const double d = double(d_model), q = double(n_heads) * double(hdim()),
+                 kv = double(kv_heads()) * double(hdim());
+    const double per_layer = d * (2 * q + 2 * kv) + (mlp == MLPKind::SwiGLU ? 3 : 2) * d * double(ff());
+    return double(vocab_size) * d * (tie_embeddings ? 1 : 2) +
+           (pos == PosKind::Learned ? double(max_seq_len) * d : 0) + double(n_layers) * per_layer;
+  }
+
   void validate() const {
     auto positive = [](int64_t v, const char* f) {
       NQ_CHECK(v > 0, "CausalLMConfig", f, " must be positive, got ", v);
     };
+    // Upper bounds before any size arithmetic (ff(), hdim(), products) can overflow.
+    constexpr int64_t kMaxSize = int64_t(1) << 31;
+    const std::pair<int64_t, const char*> sizes[] = {{vocab_size, "vocab_size"}, {max_seq_len, "max_seq_len"},
+                                                     {d_model, "d_model"},       {n_layers, "n_layers"},
+                                                     {n_heads, "n_heads"},       {n_kv_heads, "n_kv_heads"},
+                                                     {head_dim, "head_dim"},     {d_ff, "d_ff"}};
+    for (const auto& [v, f] : sizes)
+      NQ_CHECK(v <= kMaxSize, "CausalLMConfig", f, " is too large: ", v, " (at most 2^31)");
     positive(vocab_size, "vocab_size"), positive(max_seq_len, "max_seq_len"), positive(d_model, "d_model");
     positive(n_layers, "n_layers"), positive(n_heads, "n_heads");
+    NQ_CHECK(head_dim >= 0, "CausalLMConfig", "head_dim must be >= 0 (0: d_model / n_heads), got ", head_dim);
+    NQ_CHECK(d_ff >= 0, "CausalLMConfig", "d_ff must be >= 0 (0: the architecture's default), got ", d_ff);
     NQ_CHECK(n_kv_heads >= 0 && kv_heads() <= n_heads && n_heads % kv_heads() == 0, "CausalLMConfig",
              "n_heads (", n_heads, ") must be a multiple of n_kv_heads (", n_kv_heads, ")");
     NQ_CHECK(head_dim > 0 || d_model % n_heads == 0, "CausalLMConfig", "d_model (", d_model,
@@ -83,6 +104,11 @@ struct CausalLMConfig {
     NQ_CHECK(norm_eps > 0, "CausalLMConfig", "norm_eps must be positive, got ", norm_eps);
     NQ_CHECK(dropout >= 0 && dropout < 1, "CausalLMConfig", "dropout must be in [0, 1), got ", dropout);
     NQ_CHECK(rope_theta > 0, "CausalLMConfig", "rope_theta must be positive, got ", rope_theta);
+    // Refused here rather than failing an allocation of terabytes later.
+    const double params = approx_parameters();
+    NQ_CHECK(params <= 1e12, "CausalLMConfig", "these sizes (vocab_size ", vocab_size, ", d_model ", d_model,
+             ", n_layers ", n_layers, ", d_ff ", ff(), ") make about ", params,
+             " parameters, more than the 1e12 accepted");
   }
 
   nlohmann::json to_json() const {
