@@ -37,18 +37,10 @@ ROOT=$(mktemp -d "${TMPDIR:-/tmp}/nq_kill_resume.XXXXXX")
 [[ $KEEP -eq 1 ]] || trap 'rm -rf "$ROOT"' EXIT
 echo "kill_resume: seed $SEED, $KILLS kill(s) per command, work in $ROOT"
 
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
+# shellcheck source=common.sh
+source "$HERE/common.sh"
 
-DATA="$ROOT/data"
-cp -r "$HERE/../fixtures/cli" "$DATA"
-printf '%s\n' '{"d_model": 32, "n_layers": 1, "n_heads": 2, "n_kv_heads": 2, "d_ff": 64, "seq_len": 128,' \
-  ' "num_merges": 150, "batch_size": 4, "eval_batches": 1, "valid_fraction": 0.1, "warmup": 2,' \
-  ' "ckpt_every": 1, "eval_every": 5}' >"$ROOT/tiny.json"
-"$NQ" pretrain --data "$DATA" --out "$ROOT/base" --config "$ROOT/tiny.json" --steps 2 --threads 1 \
-  >"$ROOT/base.log" 2>&1 || fail "pretraining the base: $(tail -n 5 "$ROOT/base.log")"
+make_tiny_base "$NQ" "$HERE" "$ROOT" 1
 
 # The command lines (without --out): small, but a few dozen checkpointed steps.
 train_args=(train --data "$DATA" --base "$ROOT/base" --method nextquill --epochs 4 --batch-size 4

@@ -25,10 +25,8 @@ done
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(mktemp -d "${TMPDIR:-/tmp}/nq_nan_guard.XXXXXX")
 trap 'rm -rf "$ROOT"' EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
+# shellcheck source=common.sh
+source "$HERE/common.sh"
 expect_in() {  # file text
   grep -Fq -- "$2" "$1" || fail "$(basename "$1") lacks '$2'; it holds: $(tail -n 3 "$1")"
 }
@@ -39,13 +37,7 @@ same() {  # dir-a dir-b what
   done
 }
 
-DATA="$ROOT/data"
-cp -r "$HERE/../fixtures/cli" "$DATA"
-printf '%s\n' '{"d_model": 32, "n_layers": 1, "n_heads": 2, "n_kv_heads": 2, "d_ff": 64, "seq_len": 128,' \
-  ' "num_merges": 150, "batch_size": 4, "eval_batches": 1, "valid_fraction": 0.1, "warmup": 2,' \
-  ' "ckpt_every": 2, "eval_every": 5}' >"$ROOT/tiny.json"
-"$NQ" pretrain --data "$DATA" --out "$ROOT/base" --config "$ROOT/tiny.json" --steps 2 --threads 1 \
-  >"$ROOT/base.log" 2>&1 || fail "pretraining the base: $(tail -n 5 "$ROOT/base.log")"
+make_tiny_base "$NQ" "$HERE" "$ROOT" 2
 train=(train --data "$DATA" --base "$ROOT/base" --method nextquill --epochs 1 --batch-size 4 --threads 1
   --ckpt-every 2 --seed 3)
 
