@@ -37,18 +37,36 @@ std::vector<std::string> split_list(const std::string& s) {
 }
 
 // Per-example scores of a finished run, read back from its predictions file.
+// A damaged file (hand-edited, or from another version) names its line.
 void read_predictions(const std::string& path, EvalResult& r) {
   std::ifstream in(path);
   if (!in) nq::fail("study", "cannot read '", path, "'");
   std::string line;
+  int64_t line_no = 0;
   while (std::getline(in, line)) {
+    ++line_no;
     if (line.empty()) continue;
-    auto j = nlohmann::json::parse(line);
-    r.users.push_back(j.at("user"));
-    r.predictions.push_back(j.at("prediction"));
-    r.references.push_back(j.at("reference"));
-    r.rouge1.push_back(j.at("rouge1"));
-    r.rougeL.push_back(j.at("rougeL"));
+    try {
+      auto j = nlohmann::json::parse(line);
+      r.users.push_back(j.at("user"));
+      r.predictions.push_back(j.at("prediction"));
+      r.references.push_back(j.at("reference"));
+      r.rouge1.push_back(j.at("rouge1"));
+      r.rougeL.push_back(j.at("rougeL"));
+    } catch (const nlohmann::json::exception& e) {
+      nq::fail("study", path, " line ", line_no, ": ", e.what(), "; remove the run directory to redo it");
+    }
+  }
+}
+
+// The metrics of a finished run, read back from its eval-test.json.
+void read_eval_metrics(const std::string& path, EvalResult& r) {
+  auto j = read_json(path);
+  try {
+    r.metrics.rouge1 = j.at("rouge1"), r.metrics.rougeL = j.at("rougeL"), r.metrics.bleu = j.at("bleu");
+    r.metrics.meteor = j.at("meteor"), r.ppl = j.at("ppl"), r.metrics.n = j.at("n");
+  } catch (const nlohmann::json::exception& e) {
+    nq::fail("study", path, ": ", e.what(), "; remove the run directory to redo it");
   }
 }
 
@@ -169,9 +187,7 @@ int cmd_study(int argc, char** argv) {
       if (fs::exists(eval_file) && fs::exists(pred_file) && fs::exists(dir + "/nextquill.json")) {
         EvalResult r;
         read_predictions(pred_file, r);
-        auto j = read_json(eval_file);
-        r.metrics.rouge1 = j.at("rouge1"), r.metrics.rougeL = j.at("rougeL"), r.metrics.bleu = j.at("bleu");
-        r.metrics.meteor = j.at("meteor"), r.ppl = j.at("ppl"), r.metrics.n = j.at("n");
+        read_eval_metrics(eval_file, r);
         NQ_CHECK(r.metrics.n == test.size(), "study", dir, " was evaluated on ", r.metrics.n,
                  " test examples, this study uses ", test.size(), "; remove it or use another --out");
         std::printf("   finished earlier: ROUGE-L %.4f\n", r.metrics.rougeL);

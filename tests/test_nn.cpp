@@ -129,7 +129,21 @@ TEST_CASE("CausalLMConfig: JSON round trip; unknown fields and bad values are na
                  "run/config.json: unknown field 'n_layer'"));
   j = c.to_json();
   j["d_model"] = "big";
-  CHECK(contains(error_of([&] { nq::CausalLMConfig::from_json(j); }), "field 'd_model' has the wrong type"));
+  CHECK(contains(error_of([&] { nq::CausalLMConfig::from_json(j); }), "field 'd_model' must be an integer"));
+  // A float or an unsigned beyond int64 must not reach get<int64_t>() (an
+  // out-of-range conversion); a size above int32 is refused by validate().
+  for (const char* bad : {"48.5", "1e30", "18446744073709551615"}) {
+    j = c.to_json();
+    j["d_model"] = nlohmann::json::parse(bad);
+    CHECK(
+        contains(error_of([&] { nq::CausalLMConfig::from_json(j); }), "field 'd_model' must be an integer"));
+  }
+  j = c.to_json();
+  j["vocab_size"] = int64_t(1) << 40;
+  CHECK(contains(error_of([&] { nq::CausalLMConfig::from_json(j); }), "vocab_size is too large"));
+  j = c.to_json();
+  j["qkv_bias"] = 3;
+  CHECK(contains(error_of([&] { nq::CausalLMConfig::from_json(j); }), "field 'qkv_bias' has the wrong type"));
   j = c.to_json();
   j["n_kv_heads"] = 4;
   CHECK(contains(error_of([&] { nq::CausalLMConfig::from_json(j); }), "multiple of n_kv_heads"));

@@ -231,7 +231,7 @@ struct PromptTemplate {
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range (1e999)
       fail("PromptTemplate", path, ": invalid JSON: ", detail::json_message(e));
     }
     return from_json(j, path);

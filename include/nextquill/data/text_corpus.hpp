@@ -18,6 +18,7 @@
 #include "nextquill/core/generator.hpp"
 #include "nextquill/data/bpe.hpp"
 #include "nextquill/data/personalization.hpp"
+#include "nextquill/ops/factory.hpp"
 
 namespace nq::data {
 
@@ -39,7 +40,7 @@ inline std::vector<std::string> load_text_jsonl(const std::string& path, const s
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range (1e999)
       fail("load_text_jsonl", path, " line ", line_no, ": invalid JSON: ", detail::json_message(e));
     }
     NQ_CHECK(j.is_object(), "load_text_jsonl", path, " line ", line_no, ": expected a JSON object, got ",

@@ -107,9 +107,9 @@ inline TrainState load_checkpoint(const std::string& path, nn::Module& model, op
   std::map<std::string, std::string> ometa, smeta;
   for (const auto& [name, raw] : f.tensors) {
     if (name.rfind("model.", 0) == 0)
-      mstate[name.substr(6)] = from_raw(raw, dt, path + ": '" + name + "'");
+      mstate[name.substr(6)] = from_raw_weights(raw, dt, path + ": '" + name + "'");
     else if (name.rfind("optim.", 0) == 0)
-      ostate.emplace_back(name.substr(6), from_raw(raw, dt, path + ": '" + name + "'").to(dev));
+      ostate.emplace_back(name.substr(6), from_raw_weights(raw, dt, path + ": '" + name + "'").to(dev));
     else
       fail("checkpoint", path, ": unexpected tensor '", name, "'");
   }
@@ -161,13 +161,14 @@ inline std::shared_ptr<CausalLM> load_model_from_checkpoint(const std::string& p
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(it->second);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range (1e999)
     fail("checkpoint", path, ": metadata 'model.config' is not valid JSON: ", e.what());
   }
   auto model = std::make_shared<CausalLM>(CausalLMConfig::from_json(j, path + ": model.config"), 0, dtype);
   std::map<std::string, Tensor> ms;
   for (const auto& [name, raw] : f.tensors)
-    if (name.rfind("model.", 0) == 0) ms[name.substr(6)] = from_raw(raw, dtype, path + ": '" + name + "'");
+    if (name.rfind("model.", 0) == 0)
+      ms[name.substr(6)] = from_raw_weights(raw, dtype, path + ": '" + name + "'");
   // LoRA adapters in the file are not part of the bare model: skip them.
   std::map<std::string, Tensor> base;
   for (auto& [n, t] : ms)

@@ -46,12 +46,6 @@ inline nlohmann::json read_json_file(const std::string& path) {
 }
 }  // namespace detail
 
-// Bounds on what a config may describe: every size fits int32 (token ids are
-// int32) and the parameter count stays below 2^40 (4 TB of float32 weights),
-// so no product the model code forms can overflow int64.
-inline constexpr int64_t kMaxHFConfigSize = std::numeric_limits<int32_t>::max();
-inline constexpr double kMaxHFParameters = 1099511627776.0;  // 2^40
-
 // Parses a transformers config.json into a CausalLMConfig. Every field that
 // is read is type-checked and errors name the file and the field.
 inline CausalLMConfig hf_config_from_json(const nlohmann::json& j, const std::string& file = "config.json") {
@@ -79,14 +73,14 @@ inline CausalLMConfig hf_config_from_json(const nlohmann::json& j, const std::st
     return x;
   };
   auto get = [&](const char* key, auto def) { return value_of(j, "", key, def); };
-  // A size: a JSON integer in [lo, kMaxHFConfigSize].
+  // A size: a JSON integer in [lo, CausalLMConfig::kMaxSize].
   auto size_of = [&](const char* key, int64_t lo) -> int64_t {
     const nlohmann::json& v = j.at(key);
     NQ_CHECK(v.is_number_integer(), "hf", file, ": field '", key, "' must be an integer, got ", v.dump());
-    const bool in_range = v.is_number_unsigned() ? v.get<uint64_t>() <= uint64_t(kMaxHFConfigSize)
-                                                 : v.get<int64_t>() <= kMaxHFConfigSize;
+    const bool in_range = v.is_number_unsigned() ? v.get<uint64_t>() <= uint64_t(CausalLMConfig::kMaxSize)
+                                                 : v.get<int64_t>() <= CausalLMConfig::kMaxSize;
     NQ_CHECK(in_range && v.get<int64_t>() >= lo, "hf", file, ": field '", key, "' is ", v.dump(),
-             ", must be in [", lo, ", ", kMaxHFConfigSize, "]");
+             ", must be in [", lo, ", ", CausalLMConfig::kMaxSize, "]");
     return v.get<int64_t>();
   };
   auto need = [&](const char* key) -> int64_t {
@@ -152,14 +146,6 @@ inline CausalLMConfig hf_config_from_json(const nlohmann::json& j, const std::st
   } catch (const Error& e) {
     fail("hf", file, ": ", e.what());
   }
-  // An upper bound of the parameter count, in double so it cannot overflow.
-  const double d = double(c.d_model), q = double(c.n_heads) * double(c.hdim()),
-               kv = double(c.kv_heads()) * double(c.hdim()), ff = double(c.ff());
-  const double layer = d * (q + 2 * kv) + q * d + 3 * d * ff + 4 * (d + q + ff);
-  const double params = 2 * double(c.vocab_size) * d + double(c.max_seq_len) * d + double(c.n_layers) * layer;
-  NQ_CHECK(params <= kMaxHFParameters, "hf", file, ": the sizes describe about ", params,
-           " parameters (vocab_size, hidden size, layers, heads x head_dim, MLP width); at most 2^40 are "
-           "supported");
   return c;
 }
 
@@ -290,7 +276,7 @@ inline std::shared_ptr<CausalLM> load_hf(const std::string& dir, DType dtype = k
   for (const auto& e : hf_name_table(c)) {
     auto it = raw.find(e.hf);
     NQ_CHECK(it != raw.end(), "hf", dir, ": missing tensor '", e.hf, "' (for ", e.nq, ")");
-    Tensor src = from_raw(it->second, dtype, dir + ": '" + e.hf + "'");
+    Tensor src = from_raw_weights(it->second, dtype, dir + ": '" + e.hf + "'");
     if (e.transpose) {
       NQ_CHECK(src.dim() == 2, "hf", dir, ": '", e.hf, "' must be 2-D, got ", shape_str(src.shape()));
       src = src.t();

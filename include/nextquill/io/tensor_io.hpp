@@ -106,6 +106,15 @@ inline Tensor from_raw(const RawTensor& r, DType dtype = kFloat32, const std::st
   return from_vector(as_f32(r), shape, dtype);
 }
 
+// Like from_raw, for model weights and optimizer state: these are always
+// floating, so integer data (a wrong or hand-edited file) is an error naming
+// the tensor, not a silent int64 tensor that fails later without context.
+inline Tensor from_raw_weights(const RawTensor& r, DType dtype, const std::string& name) {
+  NQ_CHECK(r.dtype == "F64" || r.dtype == "F32" || r.dtype == "F16" || r.dtype == "BF16", "safetensors", name,
+           ": dtype '", r.dtype, "' is not a floating dtype; weights must be F32, F64, F16 or BF16");
+  return from_raw(r, dtype, name);
+}
+
 // Writes named tensors (floating ones in `dtype`) plus string metadata,
 // atomically (temp file + rename).
 inline void save_tensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,

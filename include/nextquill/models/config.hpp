@@ -2,6 +2,7 @@
 // CausalLMConfig: every size and switch of a decoder-only model, with the two
 // presets (GPT-2 layout, Llama/Qwen2 layout) and JSON (de)serialisation with
 // errors that name the field.
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
@@ -79,18 +80,25 @@ struct CausalLMConfig {
            (pos == PosKind::Learned ? double(max_seq_len) * d : 0) + double(n_layers) * per_layer;
   }
 
+  // The one set of bounds on what a config may describe, for our own configs
+  // and Hugging Face ones alike: every size fits int32 (token ids are int32),
+  // so no product the model code forms can overflow int64, and the model has
+  // at most 1e12 parameters (refused here rather than failing an allocation
+  // of terabytes later).
+  static constexpr int64_t kMaxSize = std::numeric_limits<int32_t>::max();
+  static constexpr double kMaxParameters = 1e12;
+
   void validate() const {
     auto positive = [](int64_t v, const char* f) {
       NQ_CHECK(v > 0, "CausalLMConfig", f, " must be positive, got ", v);
     };
-    // Upper bounds before any size arithmetic (ff(), hdim(), products) can overflow.
-    constexpr int64_t kMaxSize = int64_t(1) << 31;
+    // Upper bounds first, before any size arithmetic (ff(), hdim(), products).
     const std::pair<int64_t, const char*> sizes[] = {{vocab_size, "vocab_size"}, {max_seq_len, "max_seq_len"},
                                                      {d_model, "d_model"},       {n_layers, "n_layers"},
                                                      {n_heads, "n_heads"},       {n_kv_heads, "n_kv_heads"},
                                                      {head_dim, "head_dim"},     {d_ff, "d_ff"}};
     for (const auto& [v, f] : sizes)
-      NQ_CHECK(v <= kMaxSize, "CausalLMConfig", f, " is too large: ", v, " (at most 2^31)");
+      NQ_CHECK(v <= kMaxSize, "CausalLMConfig", f, " is too large: ", v, " (at most 2^31 - 1)");
     positive(vocab_size, "vocab_size"), positive(max_seq_len, "max_seq_len"), positive(d_model, "d_model");
     positive(n_layers, "n_layers"), positive(n_heads, "n_heads");
     NQ_CHECK(head_dim >= 0, "CausalLMConfig", "head_dim must be >= 0 (0: d_model / n_heads), got ", head_dim);
@@ -104,10 +112,9 @@ struct CausalLMConfig {
     NQ_CHECK(norm_eps > 0, "CausalLMConfig", "norm_eps must be positive, got ", norm_eps);
     NQ_CHECK(dropout >= 0 && dropout < 1, "CausalLMConfig", "dropout must be in [0, 1), got ", dropout);
     NQ_CHECK(rope_theta > 0, "CausalLMConfig", "rope_theta must be positive, got ", rope_theta);
-    // Refused here rather than failing an allocation of terabytes later.
     const double params = approx_parameters();
-    NQ_CHECK(params <= 1e12, "CausalLMConfig", "these sizes (vocab_size ", vocab_size, ", d_model ", d_model,
-             ", n_layers ", n_layers, ", d_ff ", ff(), ") make about ", params,
+    NQ_CHECK(params <= kMaxParameters, "CausalLMConfig", "these sizes (vocab_size ", vocab_size, ", d_model ",
+             d_model, ", n_layers ", n_layers, ", d_ff ", ff(), ") make about ", params,
              " parameters, more than the 1e12 accepted");
   }
 
@@ -142,11 +149,21 @@ struct CausalLMConfig {
     NQ_CHECK(j.is_object(), "CausalLMConfig", where, ": expected a JSON object");
     CausalLMConfig c;
     auto field = [&](const char* k, auto& dst) {
+      using T = std::decay_t<decltype(dst)>;
       if (!j.contains(k)) return;
+      const nlohmann::json& v = j.at(k);
+      if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+        // get<int64_t>() of 1e30 or of an unsigned above 2^63 would convert
+        // out of range (undefined or wrapped): only JSON integers in range.
+        NQ_CHECK(
+            v.is_number_integer() && (!v.is_number_unsigned() || v.get<uint64_t>() <= uint64_t(kMaxSize)),
+            "CausalLMConfig", where, ": field '", k, "' must be an integer of at most ", kMaxSize, ", got ",
+            v.dump());
+      }
       try {
-        dst = j.at(k).get<std::decay_t<decltype(dst)>>();
+        dst = v.get<T>();
       } catch (const nlohmann::json::exception&) {
-        fail("CausalLMConfig", where, ": field '", k, "' has the wrong type (", j.at(k).dump(), ")");
+        fail("CausalLMConfig", where, ": field '", k, "' has the wrong type (", v.dump(), ")");
       }
     };
     auto choice = [&](const char* k, auto& dst, const char* a, auto va, const char* b, auto vb) {
