@@ -100,7 +100,7 @@ class FixedEstimator {
       NQ_CHECK(n <= (bytes.size() - off) / sizeof(double), "FixedEstimator::load_cache", path, ": ", what,
                " count ", n, " at byte ", off - sizeof n, " exceeds the file");
       std::vector<double> v(n);
-      std::memcpy(v.data(), bytes.data() + off, n * sizeof(double));
+      if (n > 0) std::memcpy(v.data(), bytes.data() + off, n * sizeof(double));  // v.data() may be null
       off += n * sizeof(double);
       return v;
     };
