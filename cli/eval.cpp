@@ -26,6 +26,7 @@ int cmd_eval(int argc, char** argv) {
   p.flag("--json", &json, "print one JSON object {rouge1, rougeL, bleu, meteor, ppl, n} on stdout");
   p.add("--max-examples", &o.max_examples, "N", "evaluate a fixed subset of N examples (0: all)");
   p.add("--max-new-tokens", &o.max_new_tokens, "N", "generation length limit");
+  p.add("--min-new-tokens", &o.min_new_tokens, "N", "no EOS before N new tokens (0: off)");
   p.add("--repetition-penalty", &o.repetition_penalty, "P", "1 = off");
   p.add("--batch-size", &o.batch_size, "B", "examples generated together");
   p.add("--template", &o.tmpl, "T", "override the run's prompt template (preset name or file)");
@@ -34,6 +35,8 @@ int cmd_eval(int argc, char** argv) {
   if (!p.parse(argc, argv, 2)) return 0;
   require(o.split == "valid" || o.split == "test", p.prog(),
           "--split must be valid or test, got '" + o.split + "'");
+  require(o.min_new_tokens >= 0 && o.min_new_tokens <= o.max_new_tokens, p.prog(),
+          "--min-new-tokens must be in [0, --max-new-tokens]");
   require(o.batch_size >= 1, p.prog(), "--batch-size must be >= 1");
   require(o.repetition_penalty > 0, p.prog(), "--repetition-penalty must be > 0");
   require(o.threads >= 1, p.prog(), "--threads must be >= 1");

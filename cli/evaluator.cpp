@@ -38,9 +38,11 @@ nq::data::PromptTemplate run_template(const Run& run, const std::string& data_di
   return resolve_template("auto", data_dir);
 }
 
-nq::GenerationOptions eval_generation(int32_t eos, int64_t max_new_tokens, double repetition_penalty) {
+nq::GenerationOptions eval_generation(int32_t eos, int64_t max_new_tokens, double repetition_penalty,
+                                      int64_t min_new_tokens) {
   nq::GenerationOptions go;
   go.max_new_tokens = max_new_tokens;
+  go.min_new_tokens = min_new_tokens;
   go.sampling.repetition_penalty = repetition_penalty;
   go.penalize_prompt = false;
   go.eos_ids = {eos};
@@ -66,6 +68,8 @@ EvalResult evaluate_run(Run& run, const EvalOptions& o) {
   const int64_t ctx = model.config().max_seq_len;
   NQ_CHECK(o.max_new_tokens >= 1 && o.max_new_tokens < ctx, "eval", "max_new_tokens must be in [1, ", ctx,
            "), got ", o.max_new_tokens);
+  NQ_CHECK(o.min_new_tokens >= 0 && o.min_new_tokens <= o.max_new_tokens, "eval",
+           "min_new_tokens must be in [0, ", o.max_new_tokens, "] (max_new_tokens), got ", o.min_new_tokens);
   const bool hist = run_uses_history(run, o.use_history);
   const auto examples = load_split(o.data, o.split, o.max_examples);
   const nq::data::PromptBuilder builder(run.tok, run_template(run, o.data, o.tmpl), ctx);
@@ -101,7 +105,8 @@ EvalResult evaluate_run(Run& run, const EvalOptions& o) {
   std::iota(order.begin(), order.end(), int64_t{0});
   auto plen = [&](int64_t i) { return (hist ? enc[size_t(i)].prompt_h : enc[size_t(i)].prompt_0).size(); };
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return plen(a) > plen(b); });
-  const nq::GenerationOptions go = eval_generation(eos, o.max_new_tokens, o.repetition_penalty);
+  const nq::GenerationOptions go =
+      eval_generation(eos, o.max_new_tokens, o.repetition_penalty, o.min_new_tokens);
   std::unique_ptr<nq::ProgressBar> bar;
   if (!o.quiet) bar = std::make_unique<nq::ProgressBar>(N, "generate " + o.split);
   for (int64_t i = 0; i < N; i += o.batch_size) {

@@ -13,7 +13,7 @@ namespace nqcli {
 
 struct EvalOptions {
   std::string run, data, split = "test", tmpl;  // tmpl empty: the run's own template
-  int64_t max_examples = 0, max_new_tokens = 48, batch_size = 32;
+  int64_t max_examples = 0, max_new_tokens = 48, min_new_tokens = 0, batch_size = 32;
   double repetition_penalty = 1.2;
   int threads = 1;
   bool quiet = false;
@@ -44,8 +44,10 @@ nq::data::PromptTemplate run_template(const Run& run, const std::string& data_di
                                       const std::string& override = "");
 
 // How eval decodes: greedy, repetition penalty on generated tokens only
-// (the prompt's history and file names are meant to be reused), EOS stops.
-nq::GenerationOptions eval_generation(int32_t eos, int64_t max_new_tokens, double repetition_penalty = 1.2);
+// (the prompt's history and file names are meant to be reused), EOS stops
+// (not before min_new_tokens).
+nq::GenerationOptions eval_generation(int32_t eos, int64_t max_new_tokens, double repetition_penalty = 1.2,
+                                      int64_t min_new_tokens = 0);
 
 // Generated ids as text: EOS dropped, surrounding whitespace trimmed.
 std::string generated_text(const nq::data::BPETokenizer& tok, const std::vector<int64_t>& ids, int32_t eos);

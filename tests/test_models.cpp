@@ -185,3 +185,25 @@ TEST_CASE("generate: penalize_prompt=false applies the repetition penalty to gen
   for (size_t i = 0; i < out.size(); ++i)
     for (size_t j = 0; j < i; ++j) CHECK(out[i] != out[j]);
 }
+
+TEST_CASE("generate: min_new_tokens keeps EOS out of the first N steps, then lets it stop the row") {
+  auto cfg = nq::CausalLMConfig::gpt2(16, 32, 16, 1, 2);
+  nq::CausalLM model(cfg, 5);
+  const std::vector<int64_t> prompt = {3, 1, 4, 1, 5};
+  nq::GenerationOptions go;
+  go.max_new_tokens = 1;
+  const int64_t first = nq::generate(model, {prompt}, go).tokens[0][0];
+  go.eos_ids = {first};  // the greedy first token is EOS: without a minimum the row stops at once
+  go.max_new_tokens = 6;
+  auto out = nq::generate(model, {prompt}, go);
+  REQUIRE(out.tokens[0].size() == 1);
+  CHECK(out.hit_eos[0]);
+  go.min_new_tokens = 3;
+  out = nq::generate(model, {prompt}, go);
+  REQUIRE(out.tokens[0].size() >= 3);
+  for (int i = 0; i < 3; ++i) CHECK(out.tokens[0][size_t(i)] != first);
+  // Past the minimum EOS is allowed again: either the row stopped on it or ran to max_new_tokens.
+  CHECK((out.hit_eos[0] ? out.tokens[0].back() == first : out.tokens[0].size() == 6));
+  go.min_new_tokens = -1;
+  CHECK_THROWS_WITH_AS(nq::generate(model, {prompt}, go), doctest::Contains("min_new_tokens"), nq::Error);
+}

@@ -16,6 +16,7 @@
 // logits processors and sampling run. The KV cache lives on the device.
 #include <algorithm>
 #include <functional>
+#include <limits>
 #include <vector>
 
 #include "../models/causal_lm.hpp"
@@ -25,6 +26,9 @@ namespace nq {
 
 struct GenerationOptions {
   int64_t max_new_tokens = 32;
+  // EOS ids get score -inf until this many tokens are generated
+  // (transformers' min_new_tokens); 0: off.
+  int64_t min_new_tokens = 0;
   sampling::SamplingOptions sampling;  // greedy by default
   std::vector<int64_t> eos_ids;        // stop a row when it emits one of these
   int64_t pad_id = 0;                  // fills left padding (never attended to)
@@ -46,6 +50,7 @@ inline GenerationResult generate(CausalLM& model, const std::vector<std::vector<
                                  const GenerationOptions& o) {
   const int64_t B = static_cast<int64_t>(prompts.size());
   NQ_CHECK(o.max_new_tokens >= 0, "generate", "max_new_tokens must be >= 0, got ", o.max_new_tokens);
+  NQ_CHECK(o.min_new_tokens >= 0, "generate", "min_new_tokens must be >= 0, got ", o.min_new_tokens);
   GenerationResult res;
   res.tokens.assign(B, {});
   res.hit_eos.assign(B, false);
@@ -107,6 +112,9 @@ inline GenerationResult generate(CausalLM& model, const std::vector<std::vector<
     for (int64_t b = 0; b < B; ++b) {
       if (done[b]) continue;
       std::copy_n(lp + b * V, V, row.begin());
+      if (step < o.min_new_tokens)
+        for (int64_t e : o.eos_ids)
+          if (e >= 0 && e < V) row[e] = -std::numeric_limits<float>::infinity();
       const int64_t tok = sampling::next_token(row.data(), V, seen[b], o.sampling, gen);
       next[b] = tok;
       res.tokens[b].push_back(tok);
