@@ -25,7 +25,8 @@ int cmd_inspect(int argc, char** argv) {
   p.add("--html", &a.html, "OUT.html", "output page").required();
   p.add("--users", &a.users, "N", "users to show");
   p.add("--estimator", &a.estimator, "RUN", "DCE estimator run (default: the run's own estimator)");
-  p.add("--dce-examples", &a.dce_examples, "N", "examples whose target tokens feed the DCE histogram");
+  p.add("--dce-examples", &a.dce_examples, "N",
+        "examples whose target tokens feed the DCE histogram and the cross-entropy split");
   p.add("--seed", &a.seed, "S", "which users are sampled");
   p.add("--threads", &a.threads, "N", "CPU threads");
   if (!p.parse(argc, argv, 2)) return 0;
@@ -33,9 +34,12 @@ int cmd_inspect(int argc, char** argv) {
   require(a.dce_examples >= 1, p.prog(), "--dce-examples must be >= 1");
   require(a.threads >= 1, p.prog(), "--threads must be >= 1");
   const InspectResult r = run_inspect(a);
-  std::printf("%.1f%% of %lld target tokens are preference-bearing\nreport: %s\nplots:  %s, %s\n",
-              100 * r.frac_preference, static_cast<long long>(r.tokens), r.html.c_str(), r.loss_svg.c_str(),
-              r.dce_svg.c_str());
+  std::printf(
+      "%.1f%% of %lld target tokens are preference-bearing\n"
+      "cross-entropy of the run (with history): %.4f nats on preference-bearing tokens, %.4f on "
+      "the others\nreport: %s\nplots:  %s, %s\n",
+      100 * r.frac_preference, static_cast<long long>(r.tokens), r.ce_preference, r.ce_other, r.html.c_str(),
+      r.loss_svg.c_str(), r.dce_svg.c_str());
   return 0;
 }
 

@@ -94,18 +94,29 @@ InspectResult run_inspect(const InspectArgs& a) {
   // DCE over a fixed sample of the split, for the histogram.
   const auto sample = subset(examples, a.dce_examples);
   const auto enc_sample = builder.encode_all(sample);
+  // On the same tokens, the run's own cross-entropy (with history) split by
+  // the estimator's mark: does a weighted method learn the preference-bearing
+  // tokens better than the others, and at what cost?
   std::vector<double> dce_all;
   int64_t pref = 0;
+  double nll_pref = 0, nll_other = 0;
   for (size_t i = 0; i < enc_sample.size(); i += 32) {
     std::vector<nq::data::EncodedExample> part(
         enc_sample.begin() + int64_t(i), enc_sample.begin() + int64_t(std::min(enc_sample.size(), i + 32)));
     auto b = nq::data::collate_pairs(part, eos, nq::data::PadSide::Right, ctx);
-    for (const auto& row : nq::causal::inspect(*est, b, opts))
-      for (const auto& t : row) {
+    const auto est_rows = nq::causal::inspect(*est, b, opts);
+    const auto run_rows = est == &model ? est_rows : nq::causal::inspect(model, b, opts);
+    for (size_t r = 0; r < est_rows.size(); ++r)
+      for (size_t k = 0; k < est_rows[r].size(); ++k) {
+        const auto& t = est_rows[r][k];
         dce_all.push_back(t.dce);
         pref += t.preference;
+        (t.preference ? nll_pref : nll_other) += -std::log(std::max(run_rows[r][k].p_h, 1e-300));
       }
   }
+  const int64_t n_other = int64_t(dce_all.size()) - pref;
+  const double ce_pref = pref > 0 ? nll_pref / double(pref) : NAN,
+               ce_other = n_other > 0 ? nll_other / double(n_other) : NAN;
 
   // Sampled users: the first test example of `users` distinct users.
   std::vector<std::string> user_order;
@@ -141,7 +152,10 @@ InspectResult run_inspect(const InspectArgs& a) {
       {"preference-bearing",
        nq::report::fmt(100.0 * double(pref) / double(std::max<size_t>(1, dce_all.size())), 1) + "% of " +
            std::to_string(dce_all.size()) + " target tokens of " + std::to_string(sample.size()) +
-           " examples"}};
+           " examples"},
+      {"cross-entropy of the run (with history)", "preference-bearing tokens " + nq::report::fmt(ce_pref, 3) +
+                                                      ", other tokens " + nq::report::fmt(ce_other, 3) +
+                                                      " nats (same sample)"}};
   if (!shown.empty()) {
     const auto enc = builder.encode_all(shown);
     auto b = nq::data::collate_pairs(enc, eos, nq::data::PadSide::Right, ctx);
@@ -199,6 +213,7 @@ InspectResult run_inspect(const InspectArgs& a) {
   r.html = a.html;
   r.tokens = int64_t(dce_all.size());
   r.frac_preference = dce_all.empty() ? 0 : double(pref) / double(dce_all.size());
+  r.ce_preference = ce_pref, r.ce_other = ce_other;
   return r;
 }
 

@@ -28,6 +28,9 @@ struct InspectArgs {
 struct InspectResult {
   std::string html, loss_svg, dce_svg;  // written files
   double frac_preference = 0;           // of the DCE sample's target tokens
+  // The run's mean cross-entropy (with history, nats) on the sample's
+  // preference-bearing tokens and on the others; NaN where there are none.
+  double ce_preference = 0, ce_other = 0;
   int64_t tokens = 0;
 };
 

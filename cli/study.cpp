@@ -84,15 +84,17 @@ int cmd_study(int argc, char** argv) {
   std::string data, out, base, methods_arg, estimator = "dynamic", tmpl = "auto";
   int64_t seeds = -1, max_train = -1, max_test = -1, epochs = -1, lora = 0, batch_size = 16,
           pretrain_steps = -1;
-  int64_t max_new_tokens = 48;
+  int64_t max_new_tokens = 48, min_new_tokens = 0;
   double lr = -1, delta = NAN, lambda = NAN, epsilon = NAN, alpha = NAN;
   bool quick = false, stop_grad_z0 = false;
   int threads = default_threads();
-  ArgParser p("nextquill study",
-              "Runs a personalization study on DIR (train/valid/test.jsonl): pretrains a base model once\n"
-              "(or uses --base), trains every method for every seed, evaluates each on test, scores the\n"
-              "trivial baselines, and writes OUT/results.md, OUT/results.json and OUT/report.html. Runs go\n"
-              "to OUT/runs/<method>-s<seed>; finished ones are reused when the study is run again.");
+  ArgParser p(
+      "nextquill study",
+      "Runs a personalization study on DIR (train/valid/test.jsonl): pretrains a base model once\n"
+      "(or uses --base), trains every method for every seed, evaluates each on test, scores the\n"
+      "trivial baselines, and writes OUT/results.md, OUT/results.json and OUT/report.html. Runs go\n"
+      "to OUT/runs/<method>-s<seed>; finished ones are reused when the study is run again (a trained\n"
+      "run without eval-test.json is only evaluated).");
   p.add("--data", &data, "DIR", "dataset directory").required();
   p.add("--out", &out, "DIR", "output directory").required();
   p.add("--base", &base, "RUN", "base model (else pretrained into OUT/base)");
@@ -115,6 +117,7 @@ int cmd_study(int argc, char** argv) {
   p.flag("--stop-grad-z0", &stop_grad_z0, "no gradient into the no-history logits inside L_p");
   p.add("--template", &tmpl, "T", "prompt template (auto: DIR/prompt.json or generic)");
   p.add("--max-new-tokens", &max_new_tokens, "N", "generation length limit");
+  p.add("--min-new-tokens", &min_new_tokens, "N", "no EOS before N new tokens (0: off)");
   p.add("--pretrain-steps", &pretrain_steps, "N",
         "steps when pretraining the base here (default 6000; --quick 300)");
   p.add("--threads", &threads, "N", "CPU threads");
@@ -125,6 +128,9 @@ int cmd_study(int argc, char** argv) {
   if (max_test < 0) max_test = quick ? 200 : 0;
   require(seeds >= 1, p.prog(), "--seeds must be >= 1");
   require(threads >= 1, p.prog(), "--threads must be >= 1");
+  require(max_new_tokens >= 1, p.prog(), "--max-new-tokens must be >= 1");
+  require(min_new_tokens >= 0 && min_new_tokens <= max_new_tokens, p.prog(),
+          "--min-new-tokens must be in [0, --max-new-tokens]");
   std::vector<std::string> methods =
       methods_arg.empty() ? nq::causal::NextQuillOptions::preset_names() : split_list(methods_arg);
   require(!methods.empty(), p.prog(), "--methods is empty");
@@ -206,18 +212,28 @@ int cmd_study(int argc, char** argv) {
         t.estimator =
             m == "context-sft" ? "dynamic" : "fixed:" + out + "/runs/context-sft-s" + std::to_string(s);
       t.resume = fs::exists(dir + "/checkpoint.safetensors");
-      const TrainResult tr = run_train(t, command + "  (" + m + ", seed " + std::to_string(s) + ")");
-      train_seconds[m].push_back(tr.seconds);
+      if (!t.resume && fs::exists(dir + "/nextquill.json")) {
+        // Trained earlier but not evaluated (or its evaluation was removed to
+        // score it again, e.g. with other decoding settings): evaluate only.
+        const nlohmann::json meta = read_json(dir + "/nextquill.json");
+        NQ_CHECK(meta.value("method", m) == m, "study", dir, "/nextquill.json: method '",
+                 meta.value("method", std::string()), "' where this study expects '", m, "'");
+        std::printf("   trained earlier: evaluating only\n");
+        train_seconds[m].push_back(meta.value("seconds", 0.0));
+      } else {
+        const TrainResult tr = run_train(t, command + "  (" + m + ", seed " + std::to_string(s) + ")");
+        train_seconds[m].push_back(tr.seconds);
+      }
       Run run = load_run(dir);
       EvalOptions eo;
       eo.run = dir, eo.data = data, eo.split = "test", eo.max_examples = max_test, eo.threads = threads;
-      eo.max_new_tokens = max_new_tokens;
+      eo.max_new_tokens = max_new_tokens, eo.min_new_tokens = min_new_tokens;
       EvalResult r = evaluate_run(run, eo);
       write_predictions(pred_file, r);
       nq::io::write_file_atomic(eval_file, "study", r.summary().dump(2) + "\n");
       std::printf("   ROUGE-1 %.4f ROUGE-L %.4f BLEU %.2f METEOR %.4f PPL %.2f (train %.0f s, eval %.0f s)\n",
-                  r.metrics.rouge1, r.metrics.rougeL, r.metrics.bleu, r.metrics.meteor, r.ppl, tr.seconds,
-                  r.seconds);
+                  r.metrics.rouge1, r.metrics.rougeL, r.metrics.bleu, r.metrics.meteor, r.ppl,
+                  train_seconds[m].back(), r.seconds);
       results[m].push_back(std::move(r));
     }
   }
