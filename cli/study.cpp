@@ -310,6 +310,8 @@ int cmd_study(int argc, char** argv) {
   if (!std::isnan(lambda)) settings["lambda"] = lambda;
   if (!std::isnan(epsilon)) settings["epsilon"] = epsilon;
   settings["stop_grad_z0"] = stop_grad_z0;
+  settings["max_new_tokens"] = max_new_tokens;
+  settings["min_new_tokens"] = min_new_tokens;
   nlohmann::json j = {{"methods", jm},
                       {"baselines", jb},
                       {"significance", jsig},
@@ -396,7 +398,10 @@ int cmd_study(int argc, char** argv) {
   md += "Settings: base `" + base + "`, " +
         (lora > 0 ? "LoRA r " + std::to_string(lora) : "full fine-tuning") + ", " + std::to_string(epochs) +
         " epoch(s), batch " + std::to_string(batch_size) + ", estimator " + estimator +
-        (max_train > 0 ? ", " + std::to_string(max_train) + " train examples" : "") + ".\n\n";
+        (max_train > 0 ? ", " + std::to_string(max_train) + " train examples" : "") +
+        "; greedy decoding, repetition penalty 1.2, " +
+        (min_new_tokens > 0 ? std::to_string(min_new_tokens) + " to " : "at most ") +
+        std::to_string(max_new_tokens) + " new tokens.\n\n";
   md += "Token-level report: `" + ir.html + "` (" + fmt(100 * ir.frac_preference, 1) +
         "% of sampled test target tokens are preference-bearing under the inspected run).\n\n";
   md += "Command: `" + command + "` (" + fmt(total.seconds() / 60, 1) + " min).\n";

@@ -210,6 +210,22 @@ TEST_CASE("cli: pretrain, train, eval --json, study --quick, inspect on a tiny d
   REQUIRE(c.code == 0);
   CHECK(c.out.find("finished earlier") != std::string::npos);
 
+  // A trained run whose evaluation was removed is evaluated again, not retrained
+  // (rescoring a study with other decoding settings).
+  fs::remove(fs::path(study) / "runs" / "nextquill-s1" / "eval-test.json");
+  fs::remove(fs::path(study) / "runs" / "nextquill-s1" / "predictions-test.jsonl");
+  const std::string model_before = slurp(fs::path(study) / "runs" / "nextquill-s1" / "model.safetensors");
+  c = run_cli("study --data " + data + " --out " + study +
+                  " --quick --pretrain-steps 3 --methods sft,context-sft,nextquill --max-new-tokens 8 "
+                  "--min-new-tokens 4 --threads 1",
+              tmp);
+  INFO(c.out);
+  REQUIRE(c.code == 0);
+  CHECK(c.out.find("trained earlier: evaluating only") != std::string::npos);
+  CHECK(slurp(fs::path(study) / "runs" / "nextquill-s1" / "model.safetensors") == model_before);
+  CHECK(fs::exists(fs::path(study) / "runs" / "nextquill-s1" / "eval-test.json"));
+  CHECK(read_json(fs::path(study) / "results.json")["settings"]["min_new_tokens"].get<int>() == 4);
+
   c = run_cli("inspect --run " + run + " --data " + data + " --html " + (tmp / "page" / "p.html").string() +
                   " --users 3 --threads 1",
               tmp);
@@ -221,6 +237,7 @@ TEST_CASE("cli: pretrain, train, eval --json, study --quick, inspect on a tiny d
   CHECK(ps.str().find("<svg") != std::string::npos);
   CHECK(ps.str().find("user") != std::string::npos);
   CHECK(fs::exists(tmp / "page" / "p-dce.svg"));
+  CHECK(c.out.find("cross-entropy of the run (with history)") != std::string::npos);
 
   fs::remove_all(tmp);
 }
