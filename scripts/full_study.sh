@@ -4,7 +4,9 @@
 # evaluated on the whole test split, from the shipped base models. The
 # weighted methods use the settings chosen on the validation split
 # (docs/results.md): DCE from the same seed's frozen context-sft run,
-# stop-gradient on z_0, λ 2, ε 1, α 0.01.
+# stop-gradient on z_0, λ 2, ε 1, α 0.01. Shakespeare is decoded with at
+# least 32 new tokens (--min-new-tokens 32, chosen on its validation split:
+# greedy decoding otherwise stops its speeches at half their length).
 #
 # About 12 CPU-hours on 2 cores. Interrupt it at will: rerunning the same
 # command reuses finished runs and resumes the others from their checkpoints.
@@ -21,8 +23,8 @@ settings=(--estimator fixed:context-sft --stop-grad-z0 --lambda 2 --epsilon 1 --
           --epochs 1 --seeds 3 --threads "${THREADS:-$(nproc)}")
 for ds in ${DATASETS:-gitcommits shakespeare}; do
   case "$ds" in
-    gitcommits) out=runs/study-gitcommits-tuned ;;
-    shakespeare) out=runs/study-shakespeare ;;
+    gitcommits) out=runs/study-gitcommits-tuned extra=() ;;
+    shakespeare) out=runs/study-shakespeare-min32 extra=(--min-new-tokens 32) ;;
     *) echo "full_study: unknown dataset '$ds' (gitcommits, shakespeare)" >&2; exit 2 ;;
   esac
   base="models/$ds-base"
@@ -30,5 +32,5 @@ for ds in ${DATASETS:-gitcommits shakespeare}; do
     echo "full_study: ERROR: $base/model.safetensors is missing (a partial clone?)" >&2
     exit 1
   fi
-  build/bin/nextquill study --data "data/$ds" --base "$base" --out "$out" "${settings[@]}"
+  build/bin/nextquill study --data "data/$ds" --base "$base" --out "$out" "${settings[@]}" "${extra[@]}"
 done
