@@ -12,38 +12,39 @@
 namespace {
 void check_accepted(const nq::CausalLMConfig& c);
 
+// Runs f; an nq::Error is an accepted outcome only if its message names
+// `file`. Returns whether f succeeded.
+template <class F>
+bool ok_or_names_file(const char* file, F&& f) {
+  try {
+    f();
+    return true;
+  } catch (const nq::Error& e) {
+    const std::string m = e.what();
+    NQ_FUZZ_CHECK(m.find(file) != std::string::npos, "the message names the file: " + m);
+    return false;
+  }
+}
+
 // nextquill's own reader: unknown keys and wrong types are errors naming the file.
 void fuzz_own_reader(const nlohmann::json& j) {
   nq::CausalLMConfig c;
-  try {
-    c = nq::CausalLMConfig::from_json(j, "fuzz/nq-config.json");
-  } catch (const nq::Error& e) {
-    const std::string m = e.what();
-    NQ_FUZZ_CHECK(m.find("fuzz/nq-config.json") != std::string::npos, "the message names the file: " + m);
-    return;
-  }
-  check_accepted(c);
+  if (ok_or_names_file("fuzz/nq-config.json",
+                       [&] { c = nq::CausalLMConfig::from_json(j, "fuzz/nq-config.json"); }))
+    check_accepted(c);
 }
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   nlohmann::json j;
-  try {
-    j = nq::io::detail::parse_json_text(nqfuzz::as_text(data, size), "fuzz/config.json");
-  } catch (const nq::Error& e) {
-    const std::string m = e.what();
-    NQ_FUZZ_CHECK(m.find("fuzz/config.json") != std::string::npos, "the message names the file: " + m);
+  if (!ok_or_names_file("fuzz/config.json", [&] {
+        j = nq::io::detail::parse_json_text(nqfuzz::as_text(data, size), "fuzz/config.json");
+      }))
     return 0;
-  }
   fuzz_own_reader(j);
   nq::CausalLMConfig c;
-  try {
-    c = nq::io::hf_config_from_json(j, "fuzz/config.json");
-  } catch (const nq::Error& e) {
-    const std::string m = e.what();
-    NQ_FUZZ_CHECK(m.find("fuzz/config.json") != std::string::npos, "the message names the file: " + m);
+  if (!ok_or_names_file("fuzz/config.json", [&] { c = nq::io::hf_config_from_json(j, "fuzz/config.json"); }))
     return 0;
-  }
   check_accepted(c);
   return 0;
 }
