@@ -105,7 +105,9 @@ InspectResult run_inspect(const InspectArgs& a) {
         enc_sample.begin() + int64_t(i), enc_sample.begin() + int64_t(std::min(enc_sample.size(), i + 32)));
     auto b = nq::data::collate_pairs(part, eos, nq::data::PadSide::Right, ctx);
     const auto est_rows = nq::causal::inspect(*est, b, opts);
-    const auto run_rows = est == &model ? est_rows : nq::causal::inspect(model, b, opts);
+    std::vector<std::vector<nq::causal::TokenEffect>> own_rows;  // only when the estimator is another model
+    if (est != &model) own_rows = nq::causal::inspect(model, b, opts);
+    const auto& run_rows = est == &model ? est_rows : own_rows;
     for (size_t r = 0; r < est_rows.size(); ++r)
       for (size_t k = 0; k < est_rows[r].size(); ++k) {
         const auto& t = est_rows[r][k];

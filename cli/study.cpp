@@ -54,7 +54,8 @@ void read_predictions(const std::string& path, EvalResult& r) {
       r.rouge1.push_back(j.at("rouge1"));
       r.rougeL.push_back(j.at("rougeL"));
     } catch (const nlohmann::json::exception& e) {
-      nq::fail("study", path, " line ", line_no, ": ", e.what(), "; remove the run directory to redo it");
+      nq::fail("study", path, " line ", line_no, ": ", e.what(),
+               "; remove it and eval-test.json beside it to evaluate the run again");
     }
   }
 }
@@ -66,7 +67,8 @@ void read_eval_metrics(const std::string& path, EvalResult& r) {
     r.metrics.rouge1 = j.at("rouge1"), r.metrics.rougeL = j.at("rougeL"), r.metrics.bleu = j.at("bleu");
     r.metrics.meteor = j.at("meteor"), r.ppl = j.at("ppl"), r.metrics.n = j.at("n");
   } catch (const nlohmann::json::exception& e) {
-    nq::fail("study", path, ": ", e.what(), "; remove the run directory to redo it");
+    nq::fail("study", path, ": ", e.what(),
+             "; remove it and predictions-test.jsonl beside it to evaluate the run again");
   }
 }
 
@@ -195,7 +197,9 @@ int cmd_study(int argc, char** argv) {
         read_predictions(pred_file, r);
         read_eval_metrics(eval_file, r);
         NQ_CHECK(r.metrics.n == test.size(), "study", dir, " was evaluated on ", r.metrics.n,
-                 " test examples, this study uses ", test.size(), "; remove it or use another --out");
+                 " test examples, this study uses ", test.size(),
+                 "; remove its eval-test.json and predictions-test.jsonl to evaluate it again, or use "
+                 "another --out");
         std::printf("   finished earlier: ROUGE-L %.4f\n", r.metrics.rougeL);
         results[m].push_back(std::move(r));
         train_seconds[m].push_back(read_json(dir + "/nextquill.json").value("seconds", 0.0));
