@@ -284,15 +284,30 @@ int cmd_study(int argc, char** argv) {
     }
   }
 
-  // 5. Report: token-level inspection of the first seed's nextquill run (or
-  // the last method), with every method's loss curve.
+  // 5. Report: token-level inspection of the nextquill run (or the last
+  // method's) of the first seed whose weights are still there, with every
+  // method's loss curve of that seed. A study resumed from pruned runs (results
+  // kept, weights deleted to save disk) may have none: it then says so.
   const std::string show = results.count("nextquill") ? "nextquill" : methods.back();
-  InspectArgs ia;
-  ia.run = out + "/runs/" + show + "-s1";
-  ia.data = data, ia.split = "test", ia.html = out + "/report.html", ia.threads = threads;
-  ia.title = "nextquill study: " + data;
-  for (const auto& m : methods) ia.loss_logs.emplace_back(m, out + "/runs/" + m + "-s1/losses.tsv");
-  const InspectResult ir = run_inspect(ia);
+  int64_t show_seed = 0;
+  for (int64_t s = seeds; s >= 1; --s)
+    if (fs::exists(out + "/runs/" + show + "-s" + std::to_string(s) + "/model.safetensors")) show_seed = s;
+  InspectResult ir;
+  ir.frac_preference = NAN;
+  if (show_seed > 0) {
+    const std::string sfx = "-s" + std::to_string(show_seed);
+    InspectArgs ia;
+    ia.run = out + "/runs/" + show + sfx;
+    ia.data = data, ia.split = "test", ia.html = out + "/report.html", ia.threads = threads;
+    ia.title = "nextquill study: " + data;
+    for (const auto& m : methods)
+      if (fs::exists(out + "/runs/" + m + sfx + "/losses.tsv"))
+        ia.loss_logs.emplace_back(m, out + "/runs/" + m + sfx + "/losses.tsv");
+    ir = run_inspect(ia);
+  } else {
+    std::printf("no token-level report: no %s run of this study has its weights (model.safetensors)\n",
+                show.c_str());
+  }
 
   // 6. results.json and results.md.
   nlohmann::json settings = {{"data", data},
@@ -320,7 +335,7 @@ int cmd_study(int argc, char** argv) {
                       {"baselines", jb},
                       {"significance", jsig},
                       {"settings", settings},
-                      {"report", ir.html},
+                      {"report", show_seed > 0 ? nlohmann::json(ir.html) : nlohmann::json()},
                       {"frac_preference_tokens", ir.frac_preference},
                       {"seconds", total.seconds()},
                       {"finished", now_utc()}};
@@ -406,8 +421,12 @@ int cmd_study(int argc, char** argv) {
         "; greedy decoding, repetition penalty 1.2, " +
         (min_new_tokens > 0 ? std::to_string(min_new_tokens) + " to " : "at most ") +
         std::to_string(max_new_tokens) + " new tokens.\n\n";
-  md += "Token-level report: `" + ir.html + "` (" + fmt(100 * ir.frac_preference, 1) +
-        "% of sampled test target tokens are preference-bearing under the inspected run).\n\n";
+  if (show_seed > 0)
+    md += "Token-level report: `" + ir.html + "` (" + fmt(100 * ir.frac_preference, 1) +
+          "% of sampled test " + "target tokens are preference-bearing under " + show + " seed " +
+          std::to_string(show_seed) + ").\n\n";
+  else
+    md += "No token-level report: no " + show + " run of this study has its weights.\n\n";
   md += "Command: `" + command + "` (" + fmt(total.seconds() / 60, 1) + " min).\n";
   nq::io::write_file_atomic(out + "/results.json", "study", j.dump(2) + "\n");
   nq::io::write_file_atomic(out + "/results.md", "study", md);
@@ -418,7 +437,8 @@ int cmd_study(int argc, char** argv) {
                 double(it.value()["rougeL"]["diff"]), double(it.value()["rougeL"]["p_value"]),
                 double(it.value()["rouge1"]["diff"]), double(it.value()["rouge1"]["p_value"]));
   std::printf("\nresults: %s/results.md, %s/results.json\nreport:  %s\n(%.1f min)\n", out.c_str(),
-              out.c_str(), ir.html.c_str(), total.seconds() / 60);
+              out.c_str(), show_seed > 0 ? ir.html.c_str() : "(none: no run with weights)",
+              total.seconds() / 60);
   return 0;
 }
 

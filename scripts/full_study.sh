@@ -10,6 +10,9 @@
 #
 # About 12 CPU-hours on 2 cores. Interrupt it at will: rerunning the same
 # command reuses finished runs and resumes the others from their checkpoints.
+# Finished runs are also kept, without their weights, under
+# docs/studies/DS/runs (scripts/study_runs.sh), so that a study spread over
+# several sessions or machines resumes from a fresh clone.
 #   DATASETS="gitcommits shakespeare"  which datasets, in order (default both)
 #   THREADS=N                          threads per run (default: all cores)
 set -euo pipefail
@@ -32,5 +35,9 @@ for ds in ${DATASETS:-gitcommits shakespeare}; do
     echo "full_study: ERROR: $base/model.safetensors is missing (a partial clone?)" >&2
     exit 1
   fi
+  # Finished runs kept in the repository (results without weights) count as done.
+  keep="docs/studies/$ds/runs"
+  bash scripts/study_runs.sh restore "$keep" "$out"
   build/bin/nextquill study --data "data/$ds" --base "$base" --out "$out" "${settings[@]}" "${extra[@]}"
+  bash scripts/study_runs.sh save "$out" "$keep"
 done

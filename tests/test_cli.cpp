@@ -226,6 +226,22 @@ TEST_CASE("cli: pretrain, train, eval --json, study --quick, inspect on a tiny d
   CHECK(fs::exists(fs::path(study) / "runs" / "nextquill-s1" / "eval-test.json"));
   CHECK(read_json(fs::path(study) / "results.json")["settings"]["min_new_tokens"].get<int>() == 4);
 
+  // Pruned runs (results kept, weights deleted to save disk) still aggregate;
+  // the token-level report is then skipped with a message, not a failure.
+  for (const char* m : {"sft", "context-sft", "nextquill"})
+    fs::remove(fs::path(study) / "runs" / (std::string(m) + "-s1") / "model.safetensors");
+  c = run_cli("study --data " + data + " --out " + study +
+                  " --quick --pretrain-steps 3 --methods sft,context-sft,nextquill --max-new-tokens 8 "
+                  "--min-new-tokens 4 --threads 1",
+              tmp);
+  INFO(c.out);
+  REQUIRE(c.code == 0);
+  CHECK(c.out.find("no token-level report") != std::string::npos);
+  const nlohmann::json pruned = read_json(fs::path(study) / "results.json");
+  CHECK(pruned["report"].is_null());
+  CHECK(pruned["methods"]["nextquill"]["rougeL"]["mean"].get<double>() ==
+        read_json(fs::path(study) / "runs" / "nextquill-s1" / "eval-test.json")["rougeL"].get<double>());
+
   c = run_cli("inspect --run " + run + " --data " + data + " --html " + (tmp / "page" / "p.html").string() +
                   " --users 3 --threads 1",
               tmp);
