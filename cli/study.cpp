@@ -83,7 +83,7 @@ int decimals(const std::string& metric) { return metric == "bleu" || metric == "
 }  // namespace
 
 int cmd_study(int argc, char** argv) {
-  std::string data, out, base, methods_arg, estimator = "dynamic", tmpl = "auto";
+  std::string data, out, base, methods_arg, estimator = "dynamic", tmpl = "auto", weight_rule;
   int64_t seeds = -1, max_train = -1, max_test = -1, epochs = -1, lora = 0, batch_size = 16,
           pretrain_steps = -1;
   int64_t max_new_tokens = 48, min_new_tokens = 0;
@@ -117,6 +117,7 @@ int cmd_study(int argc, char** argv) {
   p.add("--epsilon", &epsilon, "E", "override ε");
   p.add("--alpha", &alpha, "A", "override α");
   p.flag("--stop-grad-z0", &stop_grad_z0, "no gradient into the no-history logits inside L_p");
+  p.add("--weight-rule", &weight_rule, "R", "token weights of the weighted methods: threshold (paper) or js");
   p.add("--template", &tmpl, "T", "prompt template (auto: DIR/prompt.json or generic)");
   p.add("--max-new-tokens", &max_new_tokens, "N", "generation length limit");
   p.add("--min-new-tokens", &min_new_tokens, "N", "no EOS before N new tokens (0: off)");
@@ -131,6 +132,8 @@ int cmd_study(int argc, char** argv) {
   require(seeds >= 1, p.prog(), "--seeds must be >= 1");
   require(threads >= 1, p.prog(), "--threads must be >= 1");
   require(max_new_tokens >= 1, p.prog(), "--max-new-tokens must be >= 1");
+  require(weight_rule.empty() || weight_rule == "threshold" || weight_rule == "js", p.prog(),
+          "--weight-rule must be 'threshold' or 'js', got '" + weight_rule + "'");
   require(min_new_tokens >= 0 && min_new_tokens <= max_new_tokens, p.prog(),
           "--min-new-tokens must be in [0, --max-new-tokens]");
   std::vector<std::string> methods =
@@ -211,6 +214,7 @@ int cmd_study(int argc, char** argv) {
       t.batch_size = batch_size, t.max_examples = max_train, t.lr = lr, t.seed = uint64_t(s),
       t.threads = threads;
       t.delta = delta, t.lambda = lambda, t.epsilon = epsilon, t.alpha = alpha, t.stop_grad_z0 = stop_grad_z0;
+      t.weight_rule = weight_rule;
       t.estimator = estimator;
       if (est_csft)
         t.estimator =
@@ -329,6 +333,7 @@ int cmd_study(int argc, char** argv) {
   if (!std::isnan(lambda)) settings["lambda"] = lambda;
   if (!std::isnan(epsilon)) settings["epsilon"] = epsilon;
   settings["stop_grad_z0"] = stop_grad_z0;
+  if (!weight_rule.empty()) settings["weight_rule"] = weight_rule;
   settings["max_new_tokens"] = max_new_tokens;
   settings["min_new_tokens"] = min_new_tokens;
   nlohmann::json j = {{"methods", jm},

@@ -21,6 +21,7 @@ struct TrainOptions {
   // Method overrides (NaN / -1: the preset's value).
   double delta = NAN, lambda = NAN, epsilon = NAN, alpha = NAN;
   bool stop_grad_z0 = false;
+  std::string weight_rule;  // "": the preset's; threshold or js for the weighted methods
   uint64_t seed = 1;
   int threads = 1;
   bool resume = false, quiet = false;
@@ -36,6 +37,7 @@ struct TrainOptions {
     if (!std::isnan(epsilon)) m.epsilon = epsilon;
     if (!std::isnan(alpha) && m.alpha > 0) m.alpha = alpha;
     if (stop_grad_z0) m.stop_grad_z0 = true;
+    if (weight_rule == "js" && m.rule != nq::causal::WeightRule::Uniform) m.rule = nq::causal::WeightRule::JS;
     if (estimator != "dynamic") m.estimator = nq::causal::EstimatorKind::Fixed;
     m.validate();
     return m;
@@ -63,6 +65,8 @@ struct TrainOptions {
             "--estimator must be 'dynamic' or 'fixed:RUN', got '" + estimator + "'");
     require(estimator == "dynamic" || estimator.size() > 6, prog,
             "--estimator fixed:RUN needs a run directory");
+    require(weight_rule.empty() || weight_rule == "threshold" || weight_rule == "js", prog,
+            "--weight-rule must be 'threshold' or 'js', got '" + weight_rule + "'");
     nan.check(prog);
     try {
       (void)method_options();
@@ -95,6 +99,9 @@ inline void add_train_flags(ArgParser& p, TrainOptions& o) {
   p.add("--epsilon", &o.epsilon, "E", "override the weight of other tokens");
   p.add("--alpha", &o.alpha, "A", "override the weight of L_p (methods that have it)");
   p.flag("--stop-grad-z0", &o.stop_grad_z0, "no gradient into the no-history logits inside L_p");
+  p.add("--weight-rule", &o.weight_rule, "R",
+        "token weights of the weighted methods: threshold (paper: lambda if DCE > delta, else epsilon) or "
+        "js (older public code: 2 x Jensen-Shannon divergence of the estimator's two distributions)");
   p.add("--threads", &o.threads, "N", "CPU threads");
   p.add("--ckpt-every", &o.ckpt_every, "N", "checkpoint every N steps");
   p.add("--stop-after", &o.stop_after, "N", "checkpoint and stop at step N (as if interrupted)");

@@ -172,6 +172,13 @@ TEST_CASE("cli: pretrain, train, eval --json, study --quick, inspect on a tiny d
     INFO(c.out);
     REQUIRE(c.code == 0);
     CHECK(c.out.find("made by other weights or threads") != std::string::npos);
+    // The older public code's Jensen-Shannon weights, from the same cached estimator.
+    c = run_cli(fx + (tmp / "fx4").string() + " --weight-rule js", tmp);
+    INFO(c.out);
+    REQUIRE(c.code == 0);
+    CHECK(read_json(tmp / "fx4" / "nextquill.json")["method_options"]["rule"] == "js");
+    CHECK(read_json(tmp / "fx1" / "nextquill.json")["method_options"]["rule"] == "threshold");
+    CHECK(slurp(tmp / "fx4" / "losses.tsv") != slurp(tmp / "fx1" / "losses.tsv"));
   }
 
   // A study on a dataset it has never seen and without pretrain.jsonl: it pretrains its own base.
@@ -283,6 +290,8 @@ TEST_CASE("cli: --help on every subcommand, and clear errors for bad flags") {
       {"train --data x --base y --out z --epochs two", 2, "--epochs: expected an integer, got 'two'"},
       {"eval --run x --data y --spilt test", 2, "did you mean --split?"},
       {"eval --data y", 2, "missing required option --run"},
+      {"train --data x --base y --out z --weight-rule jsd", 2, "--weight-rule must be 'threshold' or 'js'"},
+      {"study --data x --out z --weight-rule jsd", 2, "--weight-rule must be 'threshold' or 'js'"},
       {"train --data " + std::string(NQ_TEST_DATA_DIR) + "/cli --base /nonexistent/base --out " +
            (tmp / "o").string(),
        1, "'/nonexistent/base' is not a directory"},
