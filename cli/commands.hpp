@@ -9,6 +9,7 @@ int cmd_train(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
 int cmd_study(int argc, char** argv);
 int cmd_inspect(int argc, char** argv);
+int cmd_compare(int argc, char** argv);
 
 // All hardware threads by default (2 on the CI machine).
 inline int default_threads() {

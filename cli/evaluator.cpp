@@ -172,4 +172,25 @@ void write_predictions(const std::string& path, const EvalResult& r) {
   nq::io::write_file_atomic(path, "eval", out);
 }
 
+void read_predictions(const std::string& path, EvalResult& r, const std::string& hint) {
+  std::ifstream in(path);
+  if (!in) nq::fail("predictions", "cannot read '", path, "'");
+  std::string line;
+  int64_t line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (line.empty()) continue;
+    try {
+      auto j = nlohmann::json::parse(line);
+      r.users.push_back(j.at("user"));
+      r.predictions.push_back(j.at("prediction"));
+      r.references.push_back(j.at("reference"));
+      r.rouge1.push_back(j.at("rouge1"));
+      r.rougeL.push_back(j.at("rougeL"));
+    } catch (const nlohmann::json::exception& e) {
+      nq::fail("predictions", path, " line ", line_no, ": ", e.what(), "; ", hint);
+    }
+  }
+}
+
 }  // namespace nqcli

@@ -62,5 +62,8 @@ EvalResult evaluate_baseline(const std::vector<nq::data::Example>& examples, con
 
 // Per-example predictions with their scores, one JSON object per line.
 void write_predictions(const std::string& path, const EvalResult& r);
+// Reads them back (users, predictions, references, per-example ROUGE); a
+// damaged line is named, followed by `hint` (what to do about it).
+void read_predictions(const std::string& path, EvalResult& r, const std::string& hint);
 
 }  // namespace nqcli

@@ -25,6 +25,8 @@ const Command kCommands[] = {
     {"eval", nqcli::cmd_eval, "generate for a split and score ROUGE-1/L, BLEU, METEOR and perplexity"},
     {"study", nqcli::cmd_study, "train every method for every seed, evaluate, and write the report"},
     {"inspect", nqcli::cmd_inspect, "an HTML page of token-level preference effects, plus plots"},
+    {"compare", nqcli::cmd_compare,
+     "paired bootstrap: is run A's ROUGE better than run B's on the same examples"},
 };
 
 void usage(std::FILE* f) {

@@ -36,30 +36,6 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
-// Per-example scores of a finished run, read back from its predictions file.
-// A damaged file (hand-edited, or from another version) names its line.
-void read_predictions(const std::string& path, EvalResult& r) {
-  std::ifstream in(path);
-  if (!in) nq::fail("study", "cannot read '", path, "'");
-  std::string line;
-  int64_t line_no = 0;
-  while (std::getline(in, line)) {
-    ++line_no;
-    if (line.empty()) continue;
-    try {
-      auto j = nlohmann::json::parse(line);
-      r.users.push_back(j.at("user"));
-      r.predictions.push_back(j.at("prediction"));
-      r.references.push_back(j.at("reference"));
-      r.rouge1.push_back(j.at("rouge1"));
-      r.rougeL.push_back(j.at("rougeL"));
-    } catch (const nlohmann::json::exception& e) {
-      nq::fail("study", path, " line ", line_no, ": ", e.what(),
-               "; remove it and eval-test.json beside it to evaluate the run again");
-    }
-  }
-}
-
 // The metrics of a finished run, read back from its eval-test.json.
 void read_eval_metrics(const std::string& path, EvalResult& r) {
   auto j = read_json(path);
@@ -197,7 +173,7 @@ int cmd_study(int argc, char** argv) {
       std::fflush(stdout);
       if (fs::exists(eval_file) && fs::exists(pred_file) && fs::exists(dir + "/nextquill.json")) {
         EvalResult r;
-        read_predictions(pred_file, r);
+        read_predictions(pred_file, r, "remove it and eval-test.json beside it to evaluate the run again");
         read_eval_metrics(eval_file, r);
         NQ_CHECK(r.metrics.n == test.size(), "study", dir, " was evaluated on ", r.metrics.n,
                  " test examples, this study uses ", test.size(),

@@ -249,6 +249,36 @@ TEST_CASE("cli: pretrain, train, eval --json, study --quick, inspect on a tiny d
   CHECK(pruned["methods"]["nextquill"]["rougeL"]["mean"].get<double>() ==
         read_json(fs::path(study) / "runs" / "nextquill-s1" / "eval-test.json")["rougeL"].get<double>());
 
+  // compare: a paired bootstrap between two runs' per-example scores.
+  const std::string ra = (fs::path(study) / "runs" / "nextquill-s1").string(),
+                    rb = (fs::path(study) / "runs" / "context-sft-s1").string();
+  c = run_cli("compare --a " + ra + " --b " + rb + " --json", tmp);
+  INFO(c.out);
+  REQUIRE(c.code == 0);
+  const nlohmann::json cmp = nlohmann::json::parse(c.out);
+  const double ra_l = read_json(fs::path(ra) / "eval-test.json")["rougeL"].get<double>(),
+               rb_l = read_json(fs::path(rb) / "eval-test.json")["rougeL"].get<double>();
+  CHECK(cmp["rougeL"]["a"].get<double>() == doctest::Approx(ra_l).epsilon(1e-9));
+  CHECK(cmp["rougeL"]["diff"].get<double>() == doctest::Approx(ra_l - rb_l).epsilon(1e-9));
+  for (const char* k : {"rouge1", "rougeL"}) {
+    CHECK(cmp[k]["p_value"].get<double>() > 0.0);
+    CHECK(cmp[k]["p_value"].get<double>() <= 1.0);
+    CHECK(cmp[k]["ci95"][0].get<double>() <= cmp[k]["ci95"][1].get<double>());
+  }
+  c = run_cli("compare --a " + ra + " --b " + ra, tmp);  // a run against itself: no difference
+  INFO(c.out);
+  REQUIRE(c.code == 0);
+  CHECK(c.out.find("+0.0000") != std::string::npos);
+  {  // A different set of examples is refused, naming both sizes.
+    std::ifstream in(fs::path(ra) / "predictions-test.jsonl");
+    std::string first;
+    std::getline(in, first);
+    std::ofstream(tmp / "one.jsonl") << first << "\n";
+  }
+  c = run_cli("compare --a " + (tmp / "one.jsonl").string() + " --b " + rb, tmp);
+  CHECK(c.code == 1);
+  CHECK(c.out.find("not the same evaluation set") != std::string::npos);
+
   c = run_cli("inspect --run " + run + " --data " + data + " --html " + (tmp / "page" / "p.html").string() +
                   " --users 3 --threads 1",
               tmp);
@@ -268,7 +298,7 @@ TEST_CASE("cli: pretrain, train, eval --json, study --quick, inspect on a tiny d
 TEST_CASE("cli: --help on every subcommand, and clear errors for bad flags") {
   const fs::path tmp = fs::temp_directory_path() / ("nq_cli_help_" + std::to_string(::getpid()));
   fs::create_directories(tmp);
-  for (const char* sub : {"pretrain", "train", "eval", "study", "inspect"}) {
+  for (const char* sub : {"pretrain", "train", "eval", "study", "inspect", "compare"}) {
     Cmd c = run_cli(std::string(sub) + " --help", tmp);
     CHECK_MESSAGE(c.code == 0, sub);
     CHECK_MESSAGE(c.out.find("usage: nextquill " + std::string(sub)) != std::string::npos, sub);
@@ -292,6 +322,9 @@ TEST_CASE("cli: --help on every subcommand, and clear errors for bad flags") {
       {"eval --data y", 2, "missing required option --run"},
       {"train --data x --base y --out z --weight-rule jsd", 2, "--weight-rule must be 'threshold' or 'js'"},
       {"study --data x --out z --weight-rule jsd", 2, "--weight-rule must be 'threshold' or 'js'"},
+      {"compare --a /nonexistent/run --b y", 1,
+       "--a /nonexistent/run: no such run directory or predictions file"},
+      {"compare --a x", 2, "missing required option --b"},
       {"train --data " + std::string(NQ_TEST_DATA_DIR) + "/cli --base /nonexistent/base --out " +
            (tmp / "o").string(),
        1, "'/nonexistent/base' is not a directory"},
