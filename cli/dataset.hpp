@@ -28,15 +28,20 @@ inline nq::data::PromptTemplate resolve_template(const std::string& spec, const 
            "' is neither auto, a preset (gitcommits, generic, shakespeare) nor a file");
 }
 
-// The first n examples of a fixed shuffle (seed independent of the run's
-// seed, so every method of a study sees the same subset); n <= 0: all.
-inline std::vector<nq::data::Example> subset(std::vector<nq::data::Example> ex, int64_t n) {
-  if (n <= 0 || n >= int64_t(ex.size())) return ex;
+// Examples skip .. skip+n-1 of a fixed shuffle (seed independent of the run's
+// seed, so every method of a study sees the same subset; skip > 0 gives a
+// disjoint one, e.g. for an estimator that never saw the examples it scores);
+// n <= 0: all from skip on.
+inline std::vector<nq::data::Example> subset(std::vector<nq::data::Example> ex, int64_t n, int64_t skip = 0) {
+  const int64_t size = int64_t(ex.size());
+  if (skip <= 0 && (n <= 0 || n >= size)) return ex;
+  NQ_CHECK(skip < size, "dataset", "--skip-examples ", skip, " leaves nothing of ", size, " examples");
   nq::Generator g(20260101);
   std::vector<size_t> idx(ex.size());
   std::iota(idx.begin(), idx.end(), size_t{0});
   for (size_t i = idx.size(); i > 1; --i) std::swap(idx[i - 1], idx[size_t(g.next_u64() % i)]);
-  idx.resize(size_t(n));
+  idx.erase(idx.begin(), idx.begin() + skip);
+  if (n > 0 && n < int64_t(idx.size())) idx.resize(size_t(n));
   std::sort(idx.begin(), idx.end());  // keep file order
   std::vector<nq::data::Example> out;
   out.reserve(idx.size());
@@ -45,13 +50,13 @@ inline std::vector<nq::data::Example> subset(std::vector<nq::data::Example> ex, 
 }
 
 inline std::vector<nq::data::Example> load_split(const std::string& dir, const std::string& split,
-                                                 int64_t max_examples) {
+                                                 int64_t max_examples, int64_t skip = 0) {
   NQ_CHECK(split == "train" || split == "valid" || split == "test", "dataset", "unknown split '", split,
            "' (train, valid or test)");
   if (!std::filesystem::is_directory(dir)) nq::fail("dataset", "--data '", dir, "' is not a directory");
   const std::string path = (std::filesystem::path(dir) / (split + ".jsonl")).string();
   if (!std::filesystem::exists(path)) nq::fail("dataset", dir, ": no ", split, ".jsonl");
-  return subset(nq::data::load_jsonl(path), max_examples);
+  return subset(nq::data::load_jsonl(path), max_examples, skip);
 }
 
 }  // namespace nqcli

@@ -15,7 +15,8 @@ struct TrainOptions {
   std::string data, method = "nextquill", base, out, estimator = "dynamic", tmpl = "auto";
   int64_t lora = 0;       // rank; 0 = full fine-tuning
   double lora_alpha = 0;  // 0: 2 * rank
-  int64_t epochs = 2, batch_size = 16, max_examples = 0, warmup = -1, ckpt_every = 200, stop_after = -1;
+  int64_t epochs = 2, batch_size = 16, max_examples = 0, skip_examples = 0, warmup = -1, ckpt_every = 200,
+          stop_after = -1;
   double lr = -1;  // -1: 3e-4 full fine-tuning, 2e-3 LoRA
   double weight_decay = 0.0, grad_clip = 1.0;
   // Method overrides (NaN / -1: the preset's value).
@@ -52,6 +53,7 @@ struct TrainOptions {
     require(ckpt_every >= 1, prog, "--ckpt-every must be >= 1");
     require(stop_after == -1 || stop_after >= 1, prog, "--stop-after must be >= 1");
     require(max_examples >= 0, prog, "--max-examples must be >= 0 (0: all)");
+    require(skip_examples >= 0, prog, "--skip-examples must be >= 0");
     require(warmup >= -1, prog, "--warmup must be >= 0 (or -1: 5% of the steps)");
     require(lr == -1 || (std::isfinite(lr) && lr > 0), prog, "--lr must be a finite number > 0 (or -1)");
     require(std::isfinite(weight_decay) && weight_decay >= 0, prog, "--weight-decay must be >= 0");
@@ -92,6 +94,9 @@ inline void add_train_flags(ArgParser& p, TrainOptions& o) {
   p.add("--weight-decay", &o.weight_decay, "WD", "AdamW weight decay");
   p.add("--warmup", &o.warmup, "N", "warmup steps (-1: 5% of the steps)");
   p.add("--max-examples", &o.max_examples, "N", "train on a fixed subset of N examples (0: all)");
+  p.add(
+      "--skip-examples", &o.skip_examples, "K",
+      "skip the first K examples of that fixed order (a disjoint subset: K = another run's --max-examples)");
   p.add("--template", &o.tmpl, "T",
         "prompt template: auto (DIR/prompt.json or generic), a preset, or a file");
   p.add("--delta", &o.delta, "D", "override the method's DCE threshold");

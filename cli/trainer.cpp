@@ -70,7 +70,7 @@ TrainResult run_train(const TrainOptions& o, const std::string& command) {
   nq::CausalLM& model = *base.model;
   const nq::CausalLMConfig mc = model.config();
   const nq::data::PromptTemplate tpl = resolve_template(o.tmpl, o.data);
-  const auto examples = load_split(o.data, "train", o.max_examples);
+  const auto examples = load_split(o.data, "train", o.max_examples, o.skip_examples);
   const nq::data::PromptBuilder builder(base.tok, tpl, mc.max_seq_len);
   const auto encoded = builder.encode_all(examples);
   int64_t overflow = 0, dropped = 0, targets = 0, tokens_h = 0, tokens_0 = 0;
@@ -281,6 +281,7 @@ TrainResult run_train(const TrainOptions& o, const std::string& command) {
                          {"lr", o.effective_lr()},
                          {"examples", encoded.size()},
                          {"max_examples", o.max_examples},
+                         {"skip_examples", o.skip_examples},
                          {"steps", step},
                          {"seed", o.seed},
                          {"final_loss", last},
