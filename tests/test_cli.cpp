@@ -183,10 +183,14 @@ TEST_CASE("cli: pretrain, train, eval --json, study --quick, inspect on a tiny d
 
   // A study on a dataset it has never seen and without pretrain.jsonl: it pretrains its own base.
   const std::string study = (tmp / "study").string();
-  c = run_cli(
-      "study --data " + data + " --out " + study +
-          " --quick --pretrain-steps 3 --methods sft,context-sft,nextquill --max-new-tokens 8 --threads 1",
-      tmp);
+  const auto run_study = [&](const std::string& extra) {
+    return run_cli("study --data " + data + " --out " + study +
+                       " --quick --pretrain-steps 3 --methods sft,context-sft,nextquill --max-new-tokens 8 "
+                       "--threads 1" +
+                       extra,
+                   tmp);
+  };
+  c = run_study("");
   INFO(c.out);
   REQUIRE(c.code == 0);
   const nlohmann::json res = read_json(fs::path(study) / "results.json");
@@ -209,10 +213,7 @@ TEST_CASE("cli: pretrain, train, eval --json, study --quick, inspect on a tiny d
   CHECK(c.out.find("results:") != std::string::npos);
 
   // Rerunning a finished study reuses its runs.
-  c = run_cli(
-      "study --data " + data + " --out " + study +
-          " --quick --pretrain-steps 3 --methods sft,context-sft,nextquill --max-new-tokens 8 --threads 1",
-      tmp);
+  c = run_study("");
   INFO(c.out);
   REQUIRE(c.code == 0);
   CHECK(c.out.find("finished earlier") != std::string::npos);
@@ -222,10 +223,7 @@ TEST_CASE("cli: pretrain, train, eval --json, study --quick, inspect on a tiny d
   fs::remove(fs::path(study) / "runs" / "nextquill-s1" / "eval-test.json");
   fs::remove(fs::path(study) / "runs" / "nextquill-s1" / "predictions-test.jsonl");
   const std::string model_before = slurp(fs::path(study) / "runs" / "nextquill-s1" / "model.safetensors");
-  c = run_cli("study --data " + data + " --out " + study +
-                  " --quick --pretrain-steps 3 --methods sft,context-sft,nextquill --max-new-tokens 8 "
-                  "--min-new-tokens 4 --threads 1",
-              tmp);
+  c = run_study(" --min-new-tokens 4");
   INFO(c.out);
   REQUIRE(c.code == 0);
   CHECK(c.out.find("trained earlier: evaluating only") != std::string::npos);
@@ -237,10 +235,7 @@ TEST_CASE("cli: pretrain, train, eval --json, study --quick, inspect on a tiny d
   // the token-level report is then skipped with a message, not a failure.
   for (const char* m : {"sft", "context-sft", "nextquill"})
     fs::remove(fs::path(study) / "runs" / (std::string(m) + "-s1") / "model.safetensors");
-  c = run_cli("study --data " + data + " --out " + study +
-                  " --quick --pretrain-steps 3 --methods sft,context-sft,nextquill --max-new-tokens 8 "
-                  "--min-new-tokens 4 --threads 1",
-              tmp);
+  c = run_study(" --min-new-tokens 4");
   INFO(c.out);
   REQUIRE(c.code == 0);
   CHECK(c.out.find("no token-level report") != std::string::npos);
