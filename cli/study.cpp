@@ -108,8 +108,7 @@ int cmd_study(int argc, char** argv) {
   require(seeds >= 1, p.prog(), "--seeds must be >= 1");
   require(threads >= 1, p.prog(), "--threads must be >= 1");
   require(max_new_tokens >= 1, p.prog(), "--max-new-tokens must be >= 1");
-  require(weight_rule.empty() || weight_rule == "threshold" || weight_rule == "js", p.prog(),
-          "--weight-rule must be 'threshold' or 'js', got '" + weight_rule + "'");
+  check_weight_rule(p.prog(), weight_rule);
   require(min_new_tokens >= 0 && min_new_tokens <= max_new_tokens, p.prog(),
           "--min-new-tokens must be in [0, --max-new-tokens]");
   std::vector<std::string> methods =
@@ -270,7 +269,7 @@ int cmd_study(int argc, char** argv) {
   // kept, weights deleted to save disk) may have none: it then says so.
   const std::string show = results.count("nextquill") ? "nextquill" : methods.back();
   int64_t show_seed = 0;
-  for (int64_t s = seeds; s >= 1; --s)
+  for (int64_t s = 1; s <= seeds && show_seed == 0; ++s)
     if (fs::exists(out + "/runs/" + show + "-s" + std::to_string(s) + "/model.safetensors")) show_seed = s;
   InspectResult ir;
   ir.frac_preference = NAN;

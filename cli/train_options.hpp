@@ -11,6 +11,12 @@
 
 namespace nqcli {
 
+// --weight-rule of train and study: empty (the preset's), threshold or js.
+inline void check_weight_rule(const std::string& prog, const std::string& rule) {
+  require(rule.empty() || rule == "threshold" || rule == "js", prog,
+          "--weight-rule must be 'threshold' or 'js', got '" + rule + "'");
+}
+
 struct TrainOptions {
   std::string data, method = "nextquill", base, out, estimator = "dynamic", tmpl = "auto";
   int64_t lora = 0;       // rank; 0 = full fine-tuning
@@ -67,8 +73,7 @@ struct TrainOptions {
             "--estimator must be 'dynamic' or 'fixed:RUN', got '" + estimator + "'");
     require(estimator == "dynamic" || estimator.size() > 6, prog,
             "--estimator fixed:RUN needs a run directory");
-    require(weight_rule.empty() || weight_rule == "threshold" || weight_rule == "js", prog,
-            "--weight-rule must be 'threshold' or 'js', got '" + weight_rule + "'");
+    check_weight_rule(prog, weight_rule);
     nan.check(prog);
     try {
       (void)method_options();
