@@ -16,7 +16,8 @@
 set -euo pipefail
 shopt -s nullglob
 
-files=(eval-test.json predictions-test.jsonl nextquill.json losses.tsv)
+required=(eval-test.json predictions-test.jsonl nextquill.json)  # what makes a run finished
+files=("${required[@]}" losses.tsv)
 
 usage() {
   sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
@@ -32,7 +33,9 @@ case "$mode" in
     n=0
     for d in "$from"/runs/*/; do
       run=$(basename "$d")
-      [[ -f "$d/eval-test.json" && -f "$d/predictions-test.jsonl" && -f "$d/nextquill.json" ]] || continue
+      finished=1
+      for f in "${required[@]}"; do [[ -f "$d/$f" ]] || finished=0; done
+      [[ $finished -eq 1 ]] || continue
       mkdir -p "$to/$run"
       for f in "${files[@]}"; do
         if [[ -f "$d/$f" ]]; then cp "$d/$f" "$to/$run/$f.tmp" && mv "$to/$run/$f.tmp" "$to/$run/$f"; fi
@@ -49,7 +52,7 @@ case "$mode" in
     for run in "${kept[@]}"; do
       src="$from/$run" dst="$to/runs/$run"
       [[ -f "$dst/eval-test.json" ]] && continue  # its own results win
-      for f in eval-test.json predictions-test.jsonl nextquill.json; do
+      for f in "${required[@]}"; do
         [[ -f "$src/$f" ]] || { echo "study_runs: ERROR: $src/$f is missing" >&2; exit 1; }
       done
       if [[ "$run" == context-sft-s* ]]; then
