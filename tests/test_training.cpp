@@ -4,6 +4,7 @@
 // checkpoints (bit-identical resume, corrupted files refused).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +18,16 @@ namespace {
 using nqtest::max_rel_err;
 
 const std::string kFix = NQ_TEST_DATA_DIR;
+
+// Final parameters after 10 AdamW steps, relative to each tensor's largest
+// entry. Adam divides each gradient by its own running RMS, so an entry whose
+// gradient is near zero turns fp32 rounding noise into a visible step, and the
+// error depends on which GEMM kernel ran: OpenBLAS picks one per CPU, Eigen
+// one per build. Measured on Qwen2's layers.0 k_proj (the worst tensor):
+// 3.8e-5 (Eigen AVX-512), 6.5e-5 to 9.7e-5 (OpenBLAS Haswell, Zen,
+// Sandybridge, SkylakeX kernels), 1.26e-4 on a CI machine. Halving the weight
+// decay moves the largest entries by ~1e-3 of their size and fails.
+constexpr double kFinalTol = 5e-4;
 
 // The fixture's loop: zero_grad; loss; backward; clip 1.0; lr_t; AdamW step.
 struct Run {
@@ -58,7 +69,7 @@ void check_series(const std::vector<double>& got, const nq::Tensor& want, double
 
 TEST_CASE("GPT fixtures: 10 AdamW steps (clip, decay groups, warmup+cosine) match PyTorch") {
   // fp32 tolerances: losses, lrs and grad norms 1e-5 relative; final
-  // parameters 1e-4 relative to each tensor's largest entry.
+  // parameters kFinalTol relative to each tensor's largest entry.
   for (const char* name : {"gpt2", "qwen2"}) {
     CAPTURE(name);
     const std::string dir = kFix + "/gpt/" + name;
@@ -68,6 +79,13 @@ TEST_CASE("GPT fixtures: 10 AdamW steps (clip, decay groups, warmup+cosine) matc
     check_series(r.losses, ref.tensors.at("losses"), 1e-5);
     check_series(r.lrs, ref.tensors.at("lrs"), 1e-9);
     check_series(r.norms, ref.tensors.at("grad_norms"), 1e-5);
+    double worst = 0;
+    std::string worst_name;
+    auto check_final = [&](const std::string& hf, const nq::Tensor& got, const nq::Tensor& want) {
+      const double e = max_rel_err(got, want);
+      if (e > worst) worst = e, worst_name = hf;
+      CHECK(e <= kFinalTol);
+    };
     for (auto& [n, p] : model->named_parameters()) {
       const std::string hf = nq::io::hf_name_of(model->config(), n);
       CAPTURE(hf);
@@ -79,12 +97,14 @@ TEST_CASE("GPT fixtures: 10 AdamW steps (clip, decay groups, warmup+cosine) matc
         // see only rounding noise, which Adam normalises into full-size
         // random steps. Compare the query and value biases only.
         const int64_t C = model->config().d_model;
-        CHECK(max_rel_err(p.narrow(0, 0, C), w.narrow(0, 0, C)) <= 1e-4);
-        CHECK(max_rel_err(p.narrow(0, 2 * C, C), w.narrow(0, 2 * C, C)) <= 1e-4);
+        check_final(hf, p.narrow(0, 0, C), w.narrow(0, 0, C));
+        check_final(hf, p.narrow(0, 2 * C, C), w.narrow(0, 2 * C, C));
         continue;
       }
-      CHECK(max_rel_err(p, conv1d ? w.t() : w) <= 1e-4);
+      check_final(hf, p, conv1d ? w.t() : w);
     }
+    MESSAGE(std::string(name), ": largest final-parameter error ", worst, " (", worst_name, "), tolerance ",
+            kFinalTol);
   }
 }
 
@@ -127,10 +147,14 @@ TEST_CASE("LoRA fixture: gradients only on adapters, and 10 AdamW steps match Py
   Run r = train_like_fixture(*model, x, y, 10);
   check_series(r.losses, ref.tensors.at("losses"), 1e-5);
   check_series(r.norms, ref.tensors.at("grad_norms"), 1e-5);
+  double worst = 0;
   for (auto& [n, p] : nq::nn::lora_state_dict(*model)) {
     CAPTURE(n);
-    CHECK(max_rel_err(p, ref.tensors.at("final." + nq::io::hf_name_of(model->config(), n))) <= 1e-4);
+    const double e = max_rel_err(p, ref.tensors.at("final." + nq::io::hf_name_of(model->config(), n)));
+    worst = std::max(worst, e);
+    CHECK(e <= kFinalTol);
   }
+  MESSAGE("qwen2_lora: largest final-adapter error ", worst, ", tolerance ", kFinalTol);
 }
 
 TEST_CASE("LoRA: merge/unmerge keeps outputs, adapters save and load alone") {
