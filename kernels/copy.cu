@@ -1,5 +1,6 @@
-// Strided copy with broadcasting and dtype conversion, and fill
-// (include/nextquill/cuda/core.hpp). Tensor::copy_ / fill_ dispatch here.
+// Strided copy with broadcasting and dtype conversion, its accumulating twin
+// (dst += src), and fill (include/nextquill/cuda/core.hpp). Tensor::copy_,
+// add_ and fill_ dispatch here.
 #include <nextquill/cuda/core.hpp>
 
 #include "strided.cuh"
@@ -38,20 +39,33 @@ __device__ __forceinline__ D convert(S v) {
     return static_cast<D>(v);
 }
 
-template <typename D, typename S>
+// dst = src, or dst += src when Acc (the sum in float for bf16, so a bf16
+// .grad loses no more than one rounding per accumulation).
+template <bool Acc, typename D, typename S>
+__device__ __forceinline__ void store(D& d, S v) {
+  if constexpr (!Acc) {
+    d = convert<D>(v);
+  } else if constexpr (std::is_same_v<D, __nv_bfloat16>) {
+    d = __float2bfloat16(__bfloat162float(d) + convert<float>(v));
+  } else {
+    d = d + convert<D>(v);
+  }
+}
+
+template <bool Acc, typename D, typename S>
 __global__ void copy_flat_kernel(D* __restrict__ dst, const S* __restrict__ src, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x)
-    dst[i] = convert<D>(src[i]);
+    store<Acc>(dst[i], src[i]);
 }
 
-template <typename D, typename S>
+template <bool Acc, typename D, typename S>
 __global__ void copy_strided_kernel(D* dst, const S* src, int64_t n, Geom<2> g) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     int64_t off[2];
     g.offsets(i, off);
-    dst[off[0]] = convert<D>(src[off[1]]);
+    store<Acc>(dst[off[0]], src[off[1]]);
   }
 }
 
@@ -68,10 +82,14 @@ __global__ void fill_kernel(D* dst, int64_t n, Geom<1> g, double v) {
 
 }  // namespace detail
 
-void copy_strided(const Tensor& dst, const Tensor& src, const Strides& src_strides) {
-  const char* op = "copy_";
-  NQ_CHECK(dst.device().is_cuda() && src.device() == dst.device(), op, "copy between ", src.device().str(),
-           " and ", dst.device().str(), " must go through Tensor::copy_");
+namespace {
+
+// One launch for dst (=|+=) convert(src) over dst's shape; src_strides are
+// src's strides broadcast to it. Same-dtype contiguous copies are a memcpy.
+template <bool Acc>
+void copy_or_accumulate(const Tensor& dst, const Tensor& src, const Strides& src_strides, const char* op) {
+  NQ_CHECK(dst.device().is_cuda() && src.device() == dst.device(), op, "between ", src.device().str(),
+           " and ", dst.device().str(), " must go through Tensor::", op);
   NQ_CHECK(src_strides.size() == dst.shape().size(), op, "source strides do not match destination ",
            dst.brief());
   const int64_t n = dst.numel();
@@ -79,7 +97,7 @@ void copy_strided(const Tensor& dst, const Tensor& src, const Strides& src_strid
   auto g = detail::make_geom<2>(dst.shape(), {dst.strides(), src_strides}, op);
   const bool flat = g.nd == 0 || (g.nd == 1 && g.stride[0][0] == 1 && g.stride[1][0] == 1);
   cudaStream_t st = detail::stream_of(dst);
-  if (flat && dst.dtype() == src.dtype()) {
+  if (!Acc && flat && dst.dtype() == src.dtype()) {
     NQ_CUDA_CHECK(cudaMemcpyAsync(dst.raw_data_ptr(), src.raw_data_ptr(), n * element_size(dst.dtype()),
                                   cudaMemcpyDeviceToDevice, st),
                   op);
@@ -92,12 +110,22 @@ void copy_strided(const Tensor& dst, const Tensor& src, const Strides& src_strid
       D* d = static_cast<D*>(dst.raw_data_ptr());
       const S* s = static_cast<const S*>(src.raw_data_ptr());
       if (flat)
-        detail::copy_flat_kernel<D, S><<<detail::blocks_for(n), 256, 0, st>>>(d, s, n);
+        detail::copy_flat_kernel<Acc, D, S><<<detail::blocks_for(n), 256, 0, st>>>(d, s, n);
       else
-        detail::copy_strided_kernel<D, S><<<detail::blocks_for(n), 256, 0, st>>>(d, s, n, g);
+        detail::copy_strided_kernel<Acc, D, S><<<detail::blocks_for(n), 256, 0, st>>>(d, s, n, g);
       detail::check_launch(op);
     });
   });
+}
+
+}  // namespace
+
+void copy_strided(const Tensor& dst, const Tensor& src, const Strides& src_strides) {
+  copy_or_accumulate<false>(dst, src, src_strides, "copy_");
+}
+
+void accumulate_strided(const Tensor& dst, const Tensor& src, const Strides& src_strides) {
+  copy_or_accumulate<true>(dst, src, src_strides, "add_");
 }
 
 void fill(const Tensor& dst, double v) {

@@ -151,6 +151,32 @@ TEST_CASE("tensor: views share storage and writes through a view reach the base"
   CHECK(values(ex) == V{-1, 1, 5, -1, 1, 5, -1, 1, 5, -1, 1, 5});
 }
 
+TEST_CASE("tensor: add_ accumulates in place through views, broadcasts and converts dtype") {
+  nq::Tensor base = nq::from_vector(V{0, 1, 2, 3, 4, 5}, {2, 3});
+  const void* storage = base.raw_data_ptr();
+  base.add_(nq::from_vector(V{10, 20, 30, 40, 50, 60}, {2, 3}));
+  CHECK(values(base) == V{10, 21, 32, 43, 54, 65});
+  CHECK(base.raw_data_ptr() == storage);                                // in place, no new buffer
+  base.t().narrow(0, 1, 1).add_(nq::from_vector(V{100, 200}, {1, 2}));  // column 1, strided
+  CHECK(values(base) == V{10, 121, 32, 43, 254, 65});
+  base.add_(nq::from_vector(V{1, 2, 3}, {3}));  // row broadcast
+  CHECK(values(base) == V{11, 123, 35, 44, 256, 68});
+  // A float64 source into a float32 destination rounds the sum once.
+  nq::Tensor f = nq::full({2}, 1.0, nq::kFloat32);
+  f.add_(nq::full({2}, 1e-8, nq::kFloat64));
+  CHECK(f.to_vector<float>() == std::vector<float>{1.0f, 1.0f});
+  const int64_t big = (int64_t{1} << 53) + 1;  // not a double
+  nq::Tensor i = nq::from_vector(std::vector<int64_t>(3, big), {3});
+  i.add_(nq::from_vector(std::vector<int64_t>(3, 2), {3}));  // exact in int64, not via double
+  CHECK(i.to_vector<int64_t>() == std::vector<int64_t>(3, big + 2));
+  // Errors name the op and the shapes.
+  const std::string msg = error_of([&] { base.add_(nq::zeros({4})); });
+  CHECK(contains(msg, "add_"));
+  CHECK(contains(msg, "[4]"));
+  nq::Tensor w = nq::zeros({2}).requires_grad_();
+  CHECK(contains(error_of([&] { w.add_(nq::ones({2})); }), "requires grad"));
+}
+
 TEST_CASE("tensor: reshape views when it can and copies when it must") {
   nq::Tensor x = nq::from_vector(V{0, 1, 2, 3, 4, 5}, {2, 3});
   nq::Tensor r = x.reshape({3, 2});

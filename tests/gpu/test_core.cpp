@@ -101,6 +101,37 @@ TEST_CASE("core: copy_ strided, broadcast, cross-device and dtype-converting; fi
   CHECK(nq::to_string(nq::ones({2, 2}).cuda()).find("1") != std::string::npos);
 }
 
+TEST_CASE("core: add_ in place: strided, broadcast, cross-device and mixed bf16/f32") {
+  nq::NoGradGuard ng;
+  nq::Generator gen(3);
+  Tensor src = nq::randn({4, 3}, nq::kFloat32, &gen);
+  Tensor row = nq::randn({6}, nq::kFloat32, &gen);
+  Tensor init = nq::randn({4, 6}, nq::kFloat32, &gen);
+  for (bool src_on_gpu : {false, true}) {
+    Tensor want = init.clone();
+    want.slice(1, 1, 6, 2).add_(src);
+    want.add_(row);
+    Tensor got = init.cuda();
+    const void* storage = got.raw_data_ptr();
+    got.slice(1, 1, 6, 2).add_(src_on_gpu ? src.cuda() : src);  // strided destination
+    got.add_(src_on_gpu ? row.cuda() : row);                    // broadcast source
+    CHECK(got.raw_data_ptr() == storage);
+    expect_close(got, want, kRtol32, kAtol32, "add_ strided + broadcast");
+  }
+  // The autograd engine's mixed-precision case: a bf16 gradient into an f32
+  // .grad, and the reverse (bf16 destination, the sum formed in float).
+  Tensor g16 = init.to(nq::kBFloat16);
+  Tensor want = init.clone();
+  want.add_(g16);
+  Tensor got = init.cuda();
+  got.add_(g16.cuda());
+  expect_close(got, want, kRtol32, kAtol32, "add_ f32 += bf16");
+  Tensor d16 = init.to(nq::kBFloat16).cuda();
+  d16.add_(init.cuda());
+  expect_close(d16, nq::mul(init.to(nq::kBFloat16).to(nq::kFloat32), 2.0), kTolBf16, kTolBf16,
+               "add_ bf16 += f32");
+}
+
 TEST_CASE("core: factories on CUDA equal the CPU ones") {
   auto go = nq::TensorOptions().with_device(gpu());
   expect_close(nq::zeros({3, 4}, go), nq::zeros({3, 4}), 0, kExact, "zeros");

@@ -28,10 +28,9 @@ inline void accumulate_leaf(AutogradMeta& m, const Tensor& g) {
   Tensor acc(m.grad);
   NQ_CHECK(acc.shape() == g.shape(), "backward", "gradient of shape ", shape_str(g.shape()),
            " does not match existing .grad ", shape_str(acc.shape()));
-  Tensor gg = g;
-  if (gg.device() != acc.device()) gg = gg.to(acc.device());  // .grad stays where it lives
-  if (gg.dtype() != acc.dtype() && acc.device().is_cuda()) gg = gg.to(acc.dtype());
-  acc.copy_(add(acc, gg));
+  // One in-place pass (one kernel on CUDA, casting bf16 to an f32 .grad on
+  // the fly); .grad stays where it lives, on its device and in its dtype.
+  acc.add_(g);
 }
 
 inline void run_backward(const Tensor& root, const Tensor& grad_out, bool retain_graph) {

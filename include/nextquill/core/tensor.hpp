@@ -195,6 +195,7 @@ class Tensor {
   inline Tensor& fill_(double v);
   inline Tensor& zero_();
   inline Tensor& copy_(const Tensor& src);  // broadcasts src; converts dtype
+  inline Tensor& add_(const Tensor& src);   // *this += src; broadcasts src; converts dtype
 
   // Short text like "Tensor[2,3] float32".
   std::string brief() const {

@@ -63,6 +63,9 @@ namespace nq::cuda {
 // strides broadcast to dst's shape (0 on broadcast dims). Both on the same CUDA
 // device; dtypes float32, bfloat16, float64, int64 in any combination.
 void copy_strided(const Tensor& dst, const Tensor& src, const Strides& src_strides);
+// The same with dst[i] += convert(src[i]) (in float for bf16): Tensor::add_,
+// which the autograd engine uses to accumulate a leaf's gradient in one launch.
+void accumulate_strided(const Tensor& dst, const Tensor& src, const Strides& src_strides);
 // Every element of dst (any strides) = v.
 void fill(const Tensor& dst, double v);
 

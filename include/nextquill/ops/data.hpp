@@ -1,6 +1,7 @@
 #pragma once
-// Raw data movement without autograd: fill_, copy_ (broadcasting, converting
-// dtype), item, to_vector. Optimizers and loaders use these under no_grad.
+// Raw data movement without autograd: fill_, copy_ and add_ (broadcasting,
+// converting dtype), item, to_vector. Optimizers, loaders and the backward
+// pass's gradient accumulation use these under no_grad.
 #include <cstring>
 
 #include "../cpu/strided.hpp"
@@ -136,6 +137,43 @@ inline Tensor& Tensor::copy_(const Tensor& src) {
           }
         }
         for (int64_t i = 0; i < n; ++i) d[o[0] + i * st[0]] = static_cast<D>(s[o[1] + i * st[1]]);
+      });
+    });
+  });
+  return *this;
+}
+
+// *this += src in place: one pass over *this (one kernel on CUDA) instead of
+// add() into a temporary and copy_ back. The sum is formed in double on the
+// CPU (in float on CUDA) and rounded once to this tensor's dtype.
+inline Tensor& Tensor::add_(const Tensor& src) {
+  detail::check_inplace(*this, "add_");
+  Shape bs = broadcast_shapes(src.shape(), shape(), "add_");
+  NQ_CHECK(bs == shape(), "add_", "source ", shape_str(src.shape()), " does not broadcast to destination ",
+           shape_str(shape()));
+  if (src.device() != device()) {  // stage the source on this tensor's device
+    NoGradGuard ng;
+    return add_(src.to(device()));
+  }
+#if NEXTQUILL_WITH_CUDA
+  if (device().is_cuda()) {
+    cuda::accumulate_strided(*this, src, broadcast_strides(src.shape(), src.strides(), shape()));
+    return *this;
+  }
+#endif
+  detail::visit_cpu_dtype(dtype(), "add_", [&](auto dtag) {
+    using D = typename decltype(dtag)::type;
+    detail::visit_cpu_dtype(src.dtype(), "add_", [&](auto stag) {
+      using S = typename decltype(stag)::type;
+      using A = std::conditional_t<std::is_same_v<D, int64_t> && std::is_same_v<S, int64_t>, int64_t, double>;
+      cpu::StridedLoop<2> loop(shape(), {strides(), broadcast_strides(src.shape(), src.strides(), shape())});
+      D* d = data_ptr<D>();
+      const S* s = src.data_ptr<S>();
+      loop.run({0, 0}, [&](std::array<int64_t, 2> o, int64_t n, std::array<int64_t, 2> st) {
+        for (int64_t i = 0; i < n; ++i) {
+          D& x = d[o[0] + i * st[0]];
+          x = static_cast<D>(static_cast<A>(x) + static_cast<A>(s[o[1] + i * st[1]]));
+        }
       });
     });
   });
