@@ -170,6 +170,15 @@ inline Tensor& Tensor::add_(const Tensor& src) {
       D* d = data_ptr<D>();
       const S* s = src.data_ptr<S>();
       loop.run({0, 0}, [&](std::array<int64_t, 2> o, int64_t n, std::array<int64_t, 2> st) {
+        if constexpr (std::is_same_v<D, S> && !std::is_same_v<D, bfloat16>) {
+          // The native sum is the same correctly rounded value; unit strides vectorise.
+          if (st[0] == 1 && st[1] == 1) {
+            D* dd = d + o[0];
+            const S* ss = s + o[1];
+            for (int64_t i = 0; i < n; ++i) dd[i] += ss[i];
+            return;
+          }
+        }
         for (int64_t i = 0; i < n; ++i) {
           D& x = d[o[0] + i * st[0]];
           x = static_cast<D>(static_cast<A>(x) + static_cast<A>(s[o[1] + i * st[1]]));
