@@ -111,34 +111,51 @@ inline Tensor& Tensor::fill_(double v) {
 
 inline Tensor& Tensor::zero_() { return fill_(0.0); }
 
+namespace detail {
+// The shared front and loop of copy_ and add_: dst is writable and src
+// broadcasts to it; f(D* d, const S* s, offsets, n, strides) then runs over
+// dst's shape on the CPU, for every pair of stored dtypes.
+inline void check_write_from(const Tensor& dst, const Tensor& src, const char* op) {
+  check_inplace(dst, op);
+  Shape bs = broadcast_shapes(src.shape(), dst.shape(), op);
+  NQ_CHECK(bs == dst.shape(), op, "source ", shape_str(src.shape()), " does not broadcast to destination ",
+           shape_str(dst.shape()));
+}
+template <typename F>
+void cpu_write_from(const Tensor& dst, const Tensor& src, const char* op, F f) {
+  visit_cpu_dtype(dst.dtype(), op, [&](auto dtag) {
+    using D = typename decltype(dtag)::type;
+    visit_cpu_dtype(src.dtype(), op, [&](auto stag) {
+      using S = typename decltype(stag)::type;
+      cpu::StridedLoop<2> loop(dst.shape(),
+                               {dst.strides(), broadcast_strides(src.shape(), src.strides(), dst.shape())});
+      D* d = dst.data_ptr<D>();
+      const S* s = src.data_ptr<S>();
+      loop.run({0, 0},
+               [&](std::array<int64_t, 2> o, int64_t n, std::array<int64_t, 2> st) { f(d, s, o, n, st); });
+    });
+  });
+}
+}  // namespace detail
+
 inline Tensor& Tensor::copy_(const Tensor& src) {
-  detail::check_inplace(*this, "copy_");
-  Shape bs = broadcast_shapes(src.shape(), shape(), "copy_");
-  NQ_CHECK(bs == shape(), "copy_", "source ", shape_str(src.shape()), " does not broadcast to destination ",
-           shape_str(shape()));
+  detail::check_write_from(*this, src, "copy_");
 #if NEXTQUILL_WITH_CUDA
   if (device().is_cuda() || src.device().is_cuda()) {
     detail::copy_cuda(*this, src);
     return *this;
   }
 #endif
-  detail::visit_cpu_dtype(dtype(), "copy_", [&](auto dtag) {
-    using D = typename decltype(dtag)::type;
-    detail::visit_cpu_dtype(src.dtype(), "copy_", [&](auto stag) {
-      using S = typename decltype(stag)::type;
-      cpu::StridedLoop<2> loop(shape(), {strides(), broadcast_strides(src.shape(), src.strides(), shape())});
-      D* d = data_ptr<D>();
-      const S* s = src.data_ptr<S>();
-      loop.run({0, 0}, [&](std::array<int64_t, 2> o, int64_t n, std::array<int64_t, 2> st) {
-        if constexpr (std::is_same_v<D, S>) {
-          if (st[0] == 1 && st[1] == 1) {
-            std::memcpy(d + o[0], s + o[1], sizeof(D) * n);
-            return;
-          }
-        }
-        for (int64_t i = 0; i < n; ++i) d[o[0] + i * st[0]] = static_cast<D>(s[o[1] + i * st[1]]);
-      });
-    });
+  detail::cpu_write_from(*this, src, "copy_", [](auto* d, const auto* s, auto o, int64_t n, auto st) {
+    using D = std::remove_pointer_t<decltype(d)>;
+    using S = std::remove_const_t<std::remove_pointer_t<decltype(s)>>;
+    if constexpr (std::is_same_v<D, S>) {
+      if (st[0] == 1 && st[1] == 1) {
+        std::memcpy(d + o[0], s + o[1], sizeof(D) * n);
+        return;
+      }
+    }
+    for (int64_t i = 0; i < n; ++i) d[o[0] + i * st[0]] = static_cast<D>(s[o[1] + i * st[1]]);
   });
   return *this;
 }
@@ -147,10 +164,7 @@ inline Tensor& Tensor::copy_(const Tensor& src) {
 // add() into a temporary and copy_ back. The sum is formed in double on the
 // CPU (in float on CUDA) and rounded once to this tensor's dtype.
 inline Tensor& Tensor::add_(const Tensor& src) {
-  detail::check_inplace(*this, "add_");
-  Shape bs = broadcast_shapes(src.shape(), shape(), "add_");
-  NQ_CHECK(bs == shape(), "add_", "source ", shape_str(src.shape()), " does not broadcast to destination ",
-           shape_str(shape()));
+  detail::check_write_from(*this, src, "add_");
   if (src.device() != device()) {  // stage the source on this tensor's device
     NoGradGuard ng;
     return add_(src.to(device()));
@@ -161,30 +175,21 @@ inline Tensor& Tensor::add_(const Tensor& src) {
     return *this;
   }
 #endif
-  detail::visit_cpu_dtype(dtype(), "add_", [&](auto dtag) {
-    using D = typename decltype(dtag)::type;
-    detail::visit_cpu_dtype(src.dtype(), "add_", [&](auto stag) {
-      using S = typename decltype(stag)::type;
-      using A = std::conditional_t<std::is_same_v<D, int64_t> && std::is_same_v<S, int64_t>, int64_t, double>;
-      cpu::StridedLoop<2> loop(shape(), {strides(), broadcast_strides(src.shape(), src.strides(), shape())});
-      D* d = data_ptr<D>();
-      const S* s = src.data_ptr<S>();
-      loop.run({0, 0}, [&](std::array<int64_t, 2> o, int64_t n, std::array<int64_t, 2> st) {
-        if constexpr (std::is_same_v<D, S> && !std::is_same_v<D, bfloat16>) {
-          // The native sum is the same correctly rounded value; unit strides vectorise.
-          if (st[0] == 1 && st[1] == 1) {
-            D* dd = d + o[0];
-            const S* ss = s + o[1];
-            for (int64_t i = 0; i < n; ++i) dd[i] += ss[i];
-            return;
-          }
-        }
-        for (int64_t i = 0; i < n; ++i) {
-          D& x = d[o[0] + i * st[0]];
-          x = static_cast<D>(static_cast<A>(x) + static_cast<A>(s[o[1] + i * st[1]]));
-        }
-      });
-    });
+  detail::cpu_write_from(*this, src, "add_", [](auto* d, const auto* s, auto o, int64_t n, auto st) {
+    using D = std::remove_pointer_t<decltype(d)>;
+    using S = std::remove_const_t<std::remove_pointer_t<decltype(s)>>;
+    if constexpr (std::is_same_v<D, S> && !std::is_same_v<D, bfloat16>) {
+      // The native sum is the same correctly rounded value; unit strides vectorise.
+      if (st[0] == 1 && st[1] == 1) {
+        for (int64_t i = 0; i < n; ++i) d[o[0] + i] += s[o[1] + i];
+        return;
+      }
+    }
+    using A = std::conditional_t<std::is_same_v<D, int64_t> && std::is_same_v<S, int64_t>, int64_t, double>;
+    for (int64_t i = 0; i < n; ++i) {
+      D& x = d[o[0] + i * st[0]];
+      x = static_cast<D>(static_cast<A>(x) + static_cast<A>(s[o[1] + i * st[1]]));
+    }
   });
   return *this;
 }
