@@ -86,22 +86,24 @@ class Linear : public Module {
     NQ_CHECK(lora_, "Linear", "merge_lora: no LoRA adapter attached");
     if (merged_) return;
     NoGradGuard ng;
-    Tensor w = weight;
-    w.copy_(add(weight, mul(matmul(lora_->B->weight, lora_->A->weight), lora_scale())));
+    weight.add_(lora_delta(1.0));
     merged_ = true;
   }
   void unmerge_lora() {
     NQ_CHECK(lora_, "Linear", "unmerge_lora: no LoRA adapter attached");
     if (!merged_) return;
     NoGradGuard ng;
-    Tensor w = weight;
-    w.copy_(sub(weight, mul(matmul(lora_->B->weight, lora_->A->weight), lora_scale())));
+    weight.add_(lora_delta(-1.0));
     merged_ = false;
   }
 
   Tensor weight, bias;
 
  private:
+  // sign * scale * B A, the weight-shaped update merge/unmerge apply in place.
+  Tensor lora_delta(double sign) const {
+    return mul(matmul(lora_->B->weight, lora_->A->weight), sign * lora_scale());
+  }
   Tensor lora_forward(const Tensor& x) const {
     Tensor h = dropout(x, lora_->dropout, is_training(), lora_->gen);
     return mul(lora_->B->forward(lora_->A->forward(h)), lora_scale());
