@@ -161,8 +161,9 @@ inline Tensor& Tensor::copy_(const Tensor& src) {
 }
 
 // *this += src in place: one pass over *this (one kernel on CUDA) instead of
-// add() into a temporary and copy_ back. The sum is formed in double on the
-// CPU (in float on CUDA) and rounded once to this tensor's dtype.
+// add() into a temporary and copy_ back. On the CPU the sum is formed in
+// double and rounded once to this tensor's dtype; on CUDA the source is first
+// converted to this dtype (to float for bf16), then added.
 inline Tensor& Tensor::add_(const Tensor& src) {
   detail::check_write_from(*this, src, "add_");
   if (src.device() != device()) {  // stage the source on this tensor's device
