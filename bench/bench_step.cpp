@@ -4,7 +4,10 @@
 // the process's peak RSS; bench/run_step_bench.sh runs it side by side with
 // the PyTorch peer bench/peers/torch_gpt.py (same model, same sizes).
 //
-//   bench_step --config S|M [--threads N] [--steps N] [--warmup N] [--json]
+//   bench_step --config S|M [--threads N] [--steps N] [--warmup N] [--json] [--profile]
+//
+// --profile: after the timed steps, three more with the backward profiler on
+// (nq::autograd, per-op time of each backward closure), its table on stderr.
 //
 // S = vocab 256, 4 layers, 4 heads, d 256, context 256, batch 8
 // M = vocab 8192, 6 layers, 6 heads, d 384, context 256, batch 8
@@ -22,7 +25,7 @@
 int main(int argc, char** argv) {
   std::string config = "S";
   int threads = 1, steps = 5, warmup = 2;
-  bool json = false;
+  bool json = false, profile = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -42,9 +45,12 @@ int main(int argc, char** argv) {
       warmup = std::stoi(next());
     else if (a == "--json")
       json = true;
+    else if (a == "--profile")
+      profile = true;
     else {
       std::fprintf(stderr,
-                   "usage: bench_step --config S|M [--threads N] [--steps N] [--warmup N] [--json]\n");
+                   "usage: bench_step --config S|M [--threads N] [--steps N] [--warmup N] [--json] "
+                   "[--profile]\n");
       return a == "--help" || a == "-h" ? 0 : 2;
     }
   }
@@ -73,19 +79,29 @@ int main(int argc, char** argv) {
   nq::Tensor data = nq::from_vector(tok, {B, T + 1});
   nq::Tensor x = data.narrow(1, 0, T).contiguous(), y = data.narrow(1, 1, T).contiguous();
 
-  std::vector<double> times;
-  double loss = 0;
-  for (int s = 0; s < warmup + steps; ++s) {
-    auto t0 = std::chrono::steady_clock::now();
+  auto step = [&] {
     model.zero_grad();
     nq::Tensor logits = model.forward(x);
     nq::Tensor l = nq::cross_entropy(logits.reshape({B * T, cfg.vocab_size}), y.reshape({B * T}));
     l.backward();
     opt.step();
-    loss = l.item();
+    return l.item();
+  };
+  std::vector<double> times;
+  double loss = 0;
+  for (int s = 0; s < warmup + steps; ++s) {
+    auto t0 = std::chrono::steady_clock::now();
+    loss = step();
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (s >= warmup) times.push_back(dt);
     if (!json) std::fprintf(stderr, "step %d: %.3f s, loss %.4f\n", s, dt, loss);
+  }
+  if (profile) {  // after the timing, so the profiler's clock reads cost the timed steps nothing
+    nq::autograd::reset_backward_profile();
+    nq::autograd::set_backward_profiling(true);
+    for (int s = 0; s < 3; ++s) step();
+    nq::autograd::set_backward_profiling(false);
+    std::fprintf(stderr, "backward profile, 3 steps:\n%s", nq::autograd::backward_profile_table().c_str());
   }
   std::sort(times.begin(), times.end());
   const double med = times.size() % 2 ? times[times.size() / 2]

@@ -259,6 +259,57 @@ TEST_CASE("autograd: gradients through views reach the base in its own layout") 
   CHECK(x.grad().is_contiguous());
 }
 
+TEST_CASE("autograd: the parts of a split each fill their slice of one gradient") {
+  // The engine writes each slice's gradient into one buffer for the split
+  // tensor (Edge::slice); an unused part leaves zeros.
+  nq::Tensor x = leaf({1, 2, 3, 4, 5, 6, 7, 8}, {2, 4});
+  nq::Tensor h = x * 2.0;  // a non-leaf: its gradient is pending in the engine
+  auto parts = nq::split(h, {1, 2, 1}, 1);
+  nq::Tensor w1 = nq::from_vector(V{10, 20, 30, 40}, {2, 2}, nq::kFloat64);
+  nq::Tensor loss = (parts[0] * 3.0).sum() + (parts[1] * w1).sum();  // parts[2] unused
+  loss.backward();
+  CHECK(values(x.grad()) == V{6, 20, 40, 0, 6, 60, 80, 0});
+}
+
+TEST_CASE("autograd: overlapping slices, strided slices and the whole tensor all sum into one gradient") {
+  // dL/dh for h (4,): each term adds its weights at the indices it reads.
+  auto run = [](bool whole_first) {
+    nq::Tensor x = leaf({1, 2, 3, 4}, {4});
+    nq::Tensor h = x * 1.0;
+    nq::Tensor whole = (h * nq::from_vector(V{1, 2, 3, 4}, {4}, nq::kFloat64)).sum();
+    nq::Tensor parts = (h.narrow(0, 0, 2) * 10.0).sum() + (h.narrow(0, 1, 2) * 100.0).sum() +
+                       (h.slice(0, 0, 4, 2) * 1000.0).sum() + h.select(0, 3) * 7.0;
+    (whole_first ? whole + parts : parts + whole).backward();
+    return values(x.grad());
+  };
+  const V want{1 + 10 + 1000, 2 + 10 + 100, 3 + 100 + 1000, 4 + 7};
+  CHECK(run(true) == want);
+  CHECK(run(false) == want);
+}
+
+TEST_CASE("autograd: a gradient returned to two inputs is never summed into in place") {
+  // add's backward hands the same tensor to both inputs; the fan-in at h must
+  // not write into it (the slice below makes the engine own h's sum).
+  nq::Tensor x = leaf({1, 2, 3}, {3});
+  nq::Tensor h = x * 1.0;
+  nq::Tensor y = h + h;  // dy/dh = 2
+  nq::Tensor loss =
+      (y * nq::from_vector(V{1, 2, 3}, {3}, nq::kFloat64)).sum() + (h.narrow(0, 1, 1) * 5.0).sum();
+  y.retain_grad();
+  loss.backward();
+  CHECK(values(x.grad()) == V{2, 4 + 5, 6});
+  CHECK(values(y.grad()) == V{1, 2, 3});  // the shared gradient itself is unchanged
+}
+
+TEST_CASE("autograd: slices of a leaf accumulate into its .grad across passes") {
+  nq::Tensor x = leaf({1, 2, 3, 4, 5, 6}, {3, 2});
+  (x.narrow(0, 1, 2) * 2.0).sum().backward();  // first pass: .grad made from a slice
+  CHECK(values(x.grad()) == V{0, 0, 2, 2, 2, 2});
+  CHECK(x.grad().is_contiguous());
+  ((x.select(1, 0) * 3.0).sum() + (x.narrow(0, 0, 1) * 5.0).sum()).backward();
+  CHECK(values(x.grad()) == V{8, 5, 5, 2, 5, 2});
+}
+
 TEST_CASE("autograd: gradients keep the float32 dtype") {
   nq::Tensor x = nq::from_vector(std::vector<float>{1, 2}, {2}).requires_grad_();
   (x * x).sum().backward();

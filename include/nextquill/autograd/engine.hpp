@@ -8,6 +8,10 @@
 // A leaf with a grad_ready_hook (AutogradMeta) also has its incoming edges
 // counted, and the hook runs when the last of them has been processed: its
 // .grad is final for this pass. Leaves without a hook cost one branch.
+// Fan-in sums in place once the engine owns the buffer (it allocated it),
+// never into a tensor a closure returned (add's backward returns g itself to
+// both inputs, so it may be shared). A slice's gradient (Edge::slice) goes
+// straight into its part of one zero-initialised buffer per input.
 #include <optional>
 #include <unordered_map>
 
@@ -18,19 +22,61 @@ namespace nq {
 
 namespace detail {
 
-inline void accumulate_leaf(AutogradMeta& m, const Tensor& g) {
+// The part of a full-size gradient that a slice edge's gradient covers.
+inline Tensor slice_of(const Tensor& full, const GradSlice& s) {
+  return s.active() ? full.slice(s.dim, s.start, s.end, s.step) : full;
+}
+
+// Adds g into the leaf's .grad; with an active slice, g is the gradient of
+// that slice of the leaf (full_shape is the leaf's shape).
+inline void accumulate_leaf(AutogradMeta& m, const Tensor& g, const GradSlice& s = {},
+                            const Shape& full_shape = {}) {
   if (!m.grad) {  // own a fresh contiguous copy (on g's device): g may alias other buffers
-    Tensor c = Tensor::empty(g.shape(), g.options());
-    c.copy_(g);
+    Tensor c = s.active() ? zeros(full_shape, g.options()) : Tensor::empty(g.shape(), g.options());
+    slice_of(c, s).copy_(g);
     m.grad = c.impl_ptr();
     return;
   }
-  Tensor acc(m.grad);
+  Tensor acc = slice_of(Tensor(m.grad), s);
   NQ_CHECK(acc.shape() == g.shape(), "backward", "gradient of shape ", shape_str(g.shape()),
            " does not match existing .grad ", shape_str(acc.shape()));
   // One in-place pass (one kernel on CUDA, casting bf16 to an f32 .grad on
   // the fly); .grad stays where it lives, on its device and in its dtype.
   acc.add_(g);
+}
+
+// The gradient summed so far for a Node's output. `owned`: the engine
+// allocated it, so later contributions may be added in place.
+struct PendingGrad {
+  Tensor g;
+  bool owned = false;
+};
+
+// Adds gradient g, arriving along edge e, to the sum pending for e.fn.
+inline void accumulate_pending(std::unordered_map<Node*, PendingGrad>& grads, const Edge& e,
+                               const Tensor& g) {
+  auto it = grads.find(e.fn.get());
+  if (it == grads.end()) {
+    if (!e.slice.active()) {
+      grads.emplace(e.fn.get(), PendingGrad{g, false});
+    } else {
+      Tensor buf = zeros(e.shape, g.options());
+      slice_of(buf, e.slice).copy_(g);
+      grads.emplace(e.fn.get(), PendingGrad{buf, true});
+    }
+    return;
+  }
+  PendingGrad& p = it->second;
+  if (!p.owned && !e.slice.active()) {
+    p = PendingGrad{add(p.g, g), true};  // a new tensor: ours from now on
+    return;
+  }
+  if (!p.owned) {  // a closure's tensor: copy it before writing into it
+    Tensor c = Tensor::empty(p.g.shape(), p.g.options());
+    c.copy_(p.g);
+    p = PendingGrad{c, true};
+  }
+  slice_of(p.g, e.slice).add_(g);
 }
 
 inline void run_backward(const Tensor& root, const Tensor& grad_out, bool retain_graph) {
@@ -67,8 +113,8 @@ inline void run_backward(const Tensor& root, const Tensor& grad_out, bool retain
         }
       }
   }
-  std::unordered_map<Node*, Tensor> grads;
-  grads[root.grad_fn().get()] = grad_out;
+  std::unordered_map<Node*, PendingGrad> grads;
+  grads[root.grad_fn().get()] = PendingGrad{grad_out, false};
   std::vector<Node*> ready{root.grad_fn().get()};
   while (!ready.empty()) {
     Node* n = ready.back();
@@ -78,7 +124,7 @@ inline void run_backward(const Tensor& root, const Tensor& grad_out, bool retain
     std::vector<Tensor> in_grads(n->next.size());
     const bool reached = git != grads.end();
     if (reached) {
-      Tensor g = std::move(git->second);
+      Tensor g = std::move(git->second.g);
       grads.erase(git);
       NQ_CHECK(!n->released, "backward", "trying to backward through the graph a second time (op '", n->name,
                "', output ", shape_str(n->out_shape),
@@ -101,18 +147,13 @@ inline void run_backward(const Tensor& root, const Tensor& grad_out, bool retain
           is_floating(e.dtype))
         gi = gi.to(e.dtype);
       if (gi.defined()) {
-        NQ_CHECK(gi.shape() == e.shape && gi.dtype() == e.dtype, "backward", "op '", n->name, "' (output ",
-                 shape_str(n->out_shape), ") produced a gradient ", gi.brief(), " for input ", i,
-                 " of shape ", shape_str(e.shape), " ", dtype_name(e.dtype));
-        if (e.leaf) {
-          accumulate_leaf(*e.leaf, gi);
-        } else {
-          auto it = grads.find(e.fn.get());
-          if (it == grads.end())
-            grads.emplace(e.fn.get(), gi);
-          else
-            it->second = add(it->second, gi);
-        }
+        NQ_CHECK(gi.shape() == e.grad_shape() && gi.dtype() == e.dtype, "backward", "op '", n->name,
+                 "' (output ", shape_str(n->out_shape), ") produced a gradient ", gi.brief(), " for input ",
+                 i, " of shape ", shape_str(e.grad_shape()), " ", dtype_name(e.dtype));
+        if (e.leaf)
+          accumulate_leaf(*e.leaf, gi, e.slice, e.shape);
+        else
+          accumulate_pending(grads, e, gi);
       }
       if (e.fn && --deps[e.fn.get()] == 0) ready.push_back(e.fn.get());
       if (e.leaf && e.leaf->grad_ready_hook && --leaf_deps[e.leaf.get()] == 0) e.leaf->grad_ready_hook();

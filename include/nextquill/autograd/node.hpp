@@ -15,12 +15,29 @@
 
 namespace nq {
 
+// Set on the edge of an op whose output is a slice of its input (slice,
+// narrow, select, split, chunk): the closure returns the slice-shaped
+// gradient and the engine writes it into elements [start, end) step `step`
+// along `dim` of one gradient buffer per input. Without it every slice would
+// allocate and zero-fill a full-size gradient, and fan-in would sum them
+// (a q/k/v split: three zero-filled (B,T,3C) tensors and two full adds).
+struct GradSlice {
+  int64_t dim = -1, start = 0, end = 0, step = 1;
+  bool active() const { return dim >= 0; }
+  Shape shape_in(Shape full) const {  // the slice's shape within a full-size gradient
+    full[static_cast<size_t>(dim)] = (end - start + step - 1) / step;
+    return full;
+  }
+};
+
 struct Edge {
   std::shared_ptr<Node> fn;
   std::shared_ptr<AutogradMeta> leaf;
-  Shape shape;  // the input's shape: gradients must match it
+  Shape shape;  // the input's shape: gradients must match it (or slice.shape_in(shape))
   DType dtype = DType::Float32;
+  GradSlice slice;
   bool active() const { return fn || leaf; }
+  Shape grad_shape() const { return slice.active() ? slice.shape_in(shape) : shape; }
 };
 
 struct Node {

@@ -129,12 +129,11 @@ inline Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step)
   s[d] = (end - start + step - 1) / step;
   st[d] *= step;
   Tensor out = Tensor::make_view(*this, s, st, offset() + start * strides()[d]);
-  Shape in_shape = shape();
-  return record("slice", out, {*this}, [=](const Tensor& g, const Node&) -> std::vector<Tensor> {
-    Tensor gi = zeros(in_shape, g.options());
-    gi.slice(d, start, end, step).copy_(g);
-    return {gi};
-  });
+  // The gradient is the slice's own; the engine places it (GradSlice).
+  out =
+      record("slice", out, {*this}, [](const Tensor& g, const Node&) -> std::vector<Tensor> { return {g}; });
+  if (const auto& fn = out.grad_fn()) fn->next[0].slice = GradSlice{d, start, end, step};  // a fresh node
+  return out;
 }
 
 inline Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
