@@ -192,6 +192,13 @@ TEST_CASE("autocast bf16: fp32 leaves, bf16 outputs, fp32 gradients") {
   CHECK(nq::autocast_dtype() == nq::kFloat32);  // restored
   CHECK(y.dtype() == nq::kBFloat16);
   CHECK(z.dtype() == nq::kBFloat16);
+  // linear casts inside its own node: its edges reach the fp32 leaves directly
+  // (no "to" nodes), and its backward writes their fp32 gradients.
+  REQUIRE(y.grad_fn());
+  CHECK(y.grad_fn()->name == "linear");
+  CHECK(y.grad_fn()->next[0].leaf == x.meta_ptr());
+  CHECK(y.grad_fn()->next[1].leaf == w.meta_ptr());
+  CHECK(y.grad_fn()->next[2].leaf == b.meta_ptr());
   // Reference: CPU float32 on the bf16-rounded operands.
   auto rounded = [](const Tensor& t) { return host_f32(t.detach().to(nq::kBFloat16)).requires_grad_(); };
   Tensor xr = rounded(x), wr = rounded(w), br = rounded(b), mr = rounded(m);

@@ -5,10 +5,12 @@
 //   { nq::AutocastGuard g(nq::kBFloat16);  // CUDA matmul/linear run in bf16
 //     y = model.forward(x); }               // previous setting restored here
 // Under bf16 autocast, nq::matmul and nq::linear on CUDA cast float32 operands
-// to bfloat16 with the differentiable Tensor::to(kBFloat16), multiply with
-// fp32 accumulation and return bfloat16. The casts are ordinary graph nodes,
-// so the gradient of an fp32 master weight comes back as fp32. Operands that
-// are already bf16 always run the bf16 GEMM (fp32 accumulate), autocast or not.
+// to bfloat16, multiply with fp32 accumulation and return bfloat16; the
+// gradient of an fp32 operand (a master weight) comes back as fp32. matmul
+// casts with the differentiable Tensor::to(kBFloat16) (graph nodes); linear
+// casts inside its own node and has cuBLAS write the fp32 gradients directly.
+// Operands that are already bf16 always run the bf16 GEMM (fp32 accumulate),
+// autocast or not.
 // On the CPU autocast is a no-op (the CPU backend has no bf16 kernels): CPU
 // ops see their operands unchanged. AutocastGuard(kFloat32) turns autocast off
 // inside a region (e.g. for fp32 loss math).

@@ -203,43 +203,55 @@ inline Tensor matmul(const Tensor& a, const Tensor& b) {
 namespace detail {
 // linear on CUDA: one cuBLASLt call with the bias epilogue, recorded as one
 // "linear" node. x (...,K), w (N,K), b (N) or undefined; all on one device.
+// Operands of another dtype than the one the product runs in (autocast: fp32
+// master weights and activations into a bf16 GEMM) are cast here, outside the
+// graph, and the backward returns each gradient in its input's dtype straight
+// from cuBLAS (bf16 operands, fp32 output and accumulation): no cast nodes,
+// no cast kernels and no bf16 rounding of an fp32 weight's gradient.
 inline Tensor cuda_linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
   check_same_device(x_in, w_in, "linear");
   if (b_in.defined()) check_same_device(x_in, b_in, "linear");
   const DType d = b_in.defined() ? cuda_matmul_dtype({x_in.dtype(), w_in.dtype(), b_in.dtype()})
                                  : cuda_matmul_dtype({x_in.dtype(), w_in.dtype()});
-  if (x_in.dtype() != d || w_in.dtype() != d || (b_in.defined() && b_in.dtype() != d)) {
-    // Autocast / promotion through the differentiable to(): the casts are
-    // graph nodes, so fp32 master weights receive fp32 gradients.
+  if (x_in.dtype() != d || w_in.dtype() != d || (b_in.defined() && b_in.dtype() != d))
     NQ_CHECK(is_f32_or_bf16(x_in.dtype()) && is_f32_or_bf16(w_in.dtype()) &&
                  (!b_in.defined() || is_f32_or_bf16(b_in.dtype())),
              "linear", "dtype mismatch: input ", x_in.brief(), ", weight ", w_in.brief(),
              b_in.defined() ? ", bias " + b_in.brief() : std::string());
-    return cuda_linear(x_in.to(d), w_in.to(d), b_in.defined() ? b_in.to(d) : Tensor());
-  }
+  // A gradient's dtype: its input's when cuBLAS can write that directly (fp32
+  // from a bf16 product), else the product's (the engine casts the rest).
+  auto grad_dtype = [d](DType input) { return d == DType::BFloat16 && input == DType::Float32 ? input : d; };
+  const DType gx_dt = grad_dtype(x_in.dtype()), gw_dt = grad_dtype(w_in.dtype()),
+              gb_dt = b_in.defined() ? grad_dtype(b_in.dtype()) : d;
   const int64_t K = w_in.size(1), N = w_in.size(0);
   const int64_t R = x_in.numel() / (K > 0 ? K : 1);
   Shape out_shape = x_in.shape();
   out_shape.back() = N;
-  Tensor x2, w2 = w_in.detach(), b2 = b_in.defined() ? b_in.detach() : Tensor();
+  Tensor x2, w2, b2;
   Tensor y;
   {
     NoGradGuard no_grad;
-    x2 = x_in.detach().reshape({R, K});  // (R,K): a view unless x's strides forbid it
+    x2 = x_in.detach().reshape({R, K}).to(d);  // (R,K): a view unless x's strides or dtype forbid it
+    w2 = w_in.detach().to(d);
+    if (b_in.defined()) b2 = b_in.detach().to(d).contiguous();
     if (!cuda_gemm_layout_ok(x2)) x2 = x2.contiguous();
     if (!cuda_gemm_layout_ok(w2)) w2 = w2.contiguous();
-    if (b2.defined()) b2 = b2.contiguous();
     y = cuda::linear(x2, w2, b2, cuda::matmul_precision()).view(out_shape);  // (...,N)
   }
   const bool has_bias = b_in.defined();
   const Shape x_shape = x_in.shape();
   return record("linear", y, {x_in, w_in, b_in},
-                [x2, w2, has_bias, x_shape, R, N](const Tensor& g, const Node& n) -> std::vector<Tensor> {
+                [x2, w2, has_bias, x_shape, R, N, gx_dt, gw_dt, gb_dt](const Tensor& g,
+                                                                       const Node& n) -> std::vector<Tensor> {
                   Tensor g2 = g.reshape({R, N});  // (R,N)
+                  if (g2.dtype() != w2.dtype())
+                    g2 = g2.to(w2.dtype());  // a root's upstream gradient may differ
+                  if (!cuda_gemm_layout_ok(g2)) g2 = g2.contiguous();
+                  const MatmulPrecision prec = cuda::matmul_precision();
                   Tensor gx, gw, gb;
-                  if (n.needs(0)) gx = matmul_kernel(g2, w2).view(x_shape);  // (R,N)@(N,K)
-                  if (n.needs(1)) gw = matmul_kernel(g2.t(), x2);            // (N,R)@(R,K)
-                  if (has_bias && n.needs(2)) gb = cuda::sum_rows(g2.contiguous(), g2.dtype());  // (N)
+                  if (n.needs(0)) gx = cuda::gemm(g2, w2, prec, gx_dt).view(x_shape);       // (R,N)@(N,K)
+                  if (n.needs(1)) gw = cuda::gemm(g2.t(), x2, prec, gw_dt);                 // (N,R)@(R,K)
+                  if (has_bias && n.needs(2)) gb = cuda::sum_rows(g2.contiguous(), gb_dt);  // (N)
                   return {gx, gw, gb};
                 });
 }
