@@ -70,6 +70,11 @@ Handles& handles(int device) {
   check_blas(cublasSetMathMode(h->blas, CUBLAS_DEFAULT_MATH), "cublas", "cublasSetMathMode");
   check_blas(cublasLtCreate(&h->lt), "cublasLt", "cublasLtCreate on cuda:" + std::to_string(device));
   NQ_CUDA_CHECK(cudaMalloc(&h->workspace, kLtWorkspaceBytes), "cublasLt workspace (32 MiB)");
+  // The cuBLAS handle (every GEMM but linear's forward) gets the same 32 MiB,
+  // the size cuBLAS recommends for Hopper, instead of its default pool; both
+  // handles run on one stream, so their kernels never use it at once. After
+  // cublasSetStream, which would reset it.
+  check_blas(cublasSetWorkspace(h->blas, h->workspace, kLtWorkspaceBytes), "cublas", "cublasSetWorkspace");
   table[device] = h;
   return *h;
 }
