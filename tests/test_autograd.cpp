@@ -2,6 +2,8 @@
 // op table in test_ops.cpp).
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <array>
 #include <map>
 #include <nextquill/nextquill.hpp>
 #include <string>
@@ -285,6 +287,26 @@ TEST_CASE("autograd: overlapping slices, strided slices and the whole tensor all
   const V want{1 + 10 + 1000, 2 + 10 + 100, 3 + 100 + 1000, 4 + 7};
   CHECK(run(true) == want);
   CHECK(run(false) == want);
+}
+
+TEST_CASE("autograd: a slice that overlaps an earlier one is added, whatever the order") {
+  // The engine copies a slice's gradient into a zero buffer only where no
+  // earlier slice wrote; each order of the three terms below must sum.
+  const std::vector<std::array<int64_t, 2>> ranges{{0, 2}, {1, 3}, {3, 1}};  // (start, length)
+  const std::vector<double> w{10, 100, 1000};
+  std::array<int, 3> order{0, 1, 2};
+  do {
+    CAPTURE(order[0] * 100 + order[1] * 10 + order[2]);
+    nq::Tensor x = leaf({1, 2, 3, 4}, {4});
+    nq::Tensor h = x * 1.0;
+    nq::Tensor loss;
+    for (int i : order) {
+      nq::Tensor t = (h.narrow(0, ranges[i][0], ranges[i][1]) * w[i]).sum();
+      loss = loss.defined() ? loss + t : t;
+    }
+    loss.backward();
+    CHECK(values(x.grad()) == V{10, 10 + 100, 100, 100 + 1000});
+  } while (std::next_permutation(order.begin(), order.end()));
 }
 
 TEST_CASE("autograd: a gradient returned to two inputs is never summed into in place") {

@@ -118,6 +118,55 @@ TEST_CASE("CausalLM: GQA equals multi-head attention with repeated kv heads") {
   for (size_t i = 0; i < a.size(); ++i) CHECK(a[i] == doctest::Approx(b[i]).epsilon(1e-5));
 }
 
+TEST_CASE("CausalLM: a fused q/k/v projection equals separate ones, forward and backward") {
+  // Fused with n_kv_heads == n_heads takes q, k, v as selects of one
+  // (B,T,3,H,D) view; with GQA as a split of (B,T,(H+2Hk)D). Both must match
+  // three separate projections holding the same weights.
+  for (int64_t kv_heads : {4, 2}) {
+    CAPTURE(kv_heads);
+    auto sep_cfg = nq::CausalLMConfig::llama(30, 16, 16, 1, 4, kv_heads);
+    sep_cfg.qkv_bias = true;
+    auto fused_cfg = sep_cfg;
+    fused_cfg.fused_qkv = true;
+    nq::CausalLM sep(sep_cfg, 7), fused(fused_cfg, 8);
+    std::map<std::string, nq::Tensor> sd;
+    for (auto& [n, t] : sep.state_dict()) sd[n] = t;
+    const std::string a = "layers.0.attn.";
+    for (const char* kind : {"weight", "bias"}) {
+      const std::string k = kind;
+      sd[a + "qkv_proj." + k] =
+          nq::concat({sd.at(a + "q_proj." + k), sd.at(a + "k_proj." + k), sd.at(a + "v_proj." + k)}, 0);
+      for (const char* p : {"q_proj.", "k_proj.", "v_proj."}) sd.erase(a + p + k);
+    }
+    fused.load_state_dict(sd);
+    nq::Tensor ids = nq::from_vector(std::vector<int64_t>{3, 1, 4, 1, 5, 9, 2, 6}, {2, 4});
+    nq::Tensor ys = sep.forward(ids), yf = fused.forward(ids);
+    auto vs = ys.to_vector<float>(), vf = yf.to_vector<float>();
+    REQUIRE(vs.size() == vf.size());
+    for (size_t i = 0; i < vs.size(); ++i) CHECK(vf[i] == doctest::Approx(vs[i]).epsilon(1e-5));
+    nq::Tensor up = nq::randn(ys.shape());
+    ys.backward(up);
+    yf.backward(up);
+    std::map<std::string, nq::Tensor> gs, gf;
+    for (auto& [n, t] : sep.named_parameters()) gs[n] = t.grad();
+    for (auto& [n, t] : fused.named_parameters()) gf[n] = t.grad();
+    auto close = [](const nq::Tensor& x, const nq::Tensor& y, const std::string& what) {
+      CAPTURE(what);
+      REQUIRE(x.shape() == y.shape());
+      auto u = x.to_vector<float>(), v = y.to_vector<float>();
+      for (size_t i = 0; i < u.size(); ++i) CHECK(u[i] == doctest::Approx(v[i]).epsilon(1e-4).scale(1e-3));
+    };
+    for (const char* kind : {"weight", "bias"}) {
+      const std::string k = kind;
+      close(gf.at(a + "qkv_proj." + k),
+            nq::concat({gs.at(a + "q_proj." + k), gs.at(a + "k_proj." + k), gs.at(a + "v_proj." + k)}, 0),
+            "qkv_proj." + k);
+    }
+    close(gf.at(a + "o_proj.weight"), gs.at(a + "o_proj.weight"), "o_proj.weight");
+    close(gf.at("embed.weight"), gs.at("embed.weight"), "embed.weight");
+  }
+}
+
 TEST_CASE("CausalLMConfig: JSON round trip; unknown fields and bad values are named") {
   auto c = nq::CausalLMConfig::llama(100, 64, 48, 3, 6, 2);
   c.qkv_bias = true;

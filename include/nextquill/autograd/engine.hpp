@@ -12,6 +12,7 @@
 // never into a tensor a closure returned (add's backward returns g itself to
 // both inputs, so it may be shared). A slice's gradient (Edge::slice) goes
 // straight into its part of one zero-initialised buffer per input.
+#include <algorithm>
 #include <optional>
 #include <unordered_map>
 
@@ -46,11 +47,20 @@ inline void accumulate_leaf(AutogradMeta& m, const Tensor& g, const GradSlice& s
 }
 
 // The gradient summed so far for a Node's output. `owned`: the engine
-// allocated it, so later contributions may be added in place.
+// allocated it, so later contributions may be added in place. `slices`: while
+// it is zeros outside the slices written so far (listed), a slice disjoint
+// from them is copied in rather than added.
 struct PendingGrad {
   Tensor g;
   bool owned = false;
+  std::optional<std::vector<GradSlice>> slices;
 };
+
+// Whether two slices of one tensor share no element (conservative: only
+// unit-step slices along the same dim are told apart).
+inline bool disjoint(const GradSlice& a, const GradSlice& b) {
+  return a.dim == b.dim && a.step == 1 && b.step == 1 && (a.end <= b.start || b.end <= a.start);
+}
 
 // Adds gradient g, arriving along edge e, to the sum pending for e.fn.
 inline void accumulate_pending(std::unordered_map<Node*, PendingGrad>& grads, const Edge& e,
@@ -58,25 +68,35 @@ inline void accumulate_pending(std::unordered_map<Node*, PendingGrad>& grads, co
   auto it = grads.find(e.fn.get());
   if (it == grads.end()) {
     if (!e.slice.active()) {
-      grads.emplace(e.fn.get(), PendingGrad{g, false});
+      grads.emplace(e.fn.get(), PendingGrad{g, false, std::nullopt});
     } else {
       Tensor buf = zeros(e.shape, g.options());
       slice_of(buf, e.slice).copy_(g);
-      grads.emplace(e.fn.get(), PendingGrad{buf, true});
+      grads.emplace(e.fn.get(), PendingGrad{buf, true, std::vector<GradSlice>{e.slice}});
     }
     return;
   }
   PendingGrad& p = it->second;
-  if (!p.owned && !e.slice.active()) {
-    p = PendingGrad{add(p.g, g), true};  // a new tensor: ours from now on
+  if (!e.slice.active()) {
+    if (p.owned)
+      p.g.add_(g);
+    else
+      p.g = add(p.g, g), p.owned = true;  // a new tensor: ours from now on
+    p.slices.reset();
     return;
   }
   if (!p.owned) {  // a closure's tensor: copy it before writing into it
     Tensor c = Tensor::empty(p.g.shape(), p.g.options());
     c.copy_(p.g);
-    p = PendingGrad{c, true};
+    p.g = c, p.owned = true;
   }
-  slice_of(p.g, e.slice).add_(g);
+  Tensor dst = slice_of(p.g, e.slice);
+  if (p.slices && std::all_of(p.slices->begin(), p.slices->end(),
+                              [&](const GradSlice& w) { return disjoint(w, e.slice); }))
+    dst.copy_(g);  // still zeros there
+  else
+    dst.add_(g);
+  if (p.slices) p.slices->push_back(e.slice);  // written: no longer zeros
 }
 
 inline void run_backward(const Tensor& root, const Tensor& grad_out, bool retain_graph) {
@@ -114,7 +134,7 @@ inline void run_backward(const Tensor& root, const Tensor& grad_out, bool retain
       }
   }
   std::unordered_map<Node*, PendingGrad> grads;
-  grads[root.grad_fn().get()] = PendingGrad{grad_out, false};
+  grads[root.grad_fn().get()] = PendingGrad{grad_out, false, std::nullopt};
   std::vector<Node*> ready{root.grad_fn().get()};
   while (!ready.empty()) {
     Node* n = ready.back();

@@ -62,16 +62,24 @@ class CausalSelfAttention : public Module {
   // the queries attend to all cached positions (causal, aligned at the end).
   Tensor forward(const Tensor& x, const AttentionInputs& in, LayerKV* cache = nullptr) const {
     const int64_t B = x.size(0), T = x.size(1), H = c_.n_heads, Hk = c_.n_kv_heads, D = c_.head_dim;
-    Tensor q, k, v;  // (B,T,H*D), (B,T,Hk*D) x 2
-    if (c_.fused_qkv) {
+    Tensor q, k, v;  // (B,T,H,D), (B,T,Hk,D) x 2
+    if (c_.fused_qkv && Hk == H) {
+      // Three selects of one (B,T,3,H,D) view: the backward writes each
+      // gradient straight into its part of the (B,T,3C) one, with no
+      // reshape copy in between.
+      Tensor qkv = qkv_proj->forward(x).view({B, T, 3, H, D});
+      q = qkv.select(2, 0), k = qkv.select(2, 1), v = qkv.select(2, 2);
+    } else if (c_.fused_qkv) {
       auto parts = split(qkv_proj->forward(x), {H * D, Hk * D, Hk * D}, 2);
-      q = parts[0], k = parts[1], v = parts[2];
+      q = parts[0].view({B, T, H, D}), k = parts[1].view({B, T, Hk, D}), v = parts[2].view({B, T, Hk, D});
     } else {
-      q = q_proj->forward(x), k = k_proj->forward(x), v = v_proj->forward(x);
+      q = q_proj->forward(x).view({B, T, H, D});
+      k = k_proj->forward(x).view({B, T, Hk, D});
+      v = v_proj->forward(x).view({B, T, Hk, D});
     }
-    q = q.view({B, T, H, D}).transpose(1, 2);   // (B,H,T,D)
-    k = k.view({B, T, Hk, D}).transpose(1, 2);  // (B,Hk,T,D)
-    v = v.view({B, T, Hk, D}).transpose(1, 2);
+    q = q.transpose(1, 2);  // (B,H,T,D)
+    k = k.transpose(1, 2);  // (B,Hk,T,D)
+    v = v.transpose(1, 2);
     if (in.cos.defined()) {
       // Under bf16 autocast q and k come out in bf16; the tables stay in the
       // model's dtype (fp32), which rope takes for a bf16 x on CUDA.

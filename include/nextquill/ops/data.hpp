@@ -181,10 +181,11 @@ inline Tensor& Tensor::add_(const Tensor& src) {
     using S = std::remove_const_t<std::remove_pointer_t<decltype(s)>>;
     if constexpr (std::is_same_v<D, S> && !std::is_same_v<D, bfloat16>) {
       // The native sum is the same correctly rounded value; unit strides vectorise.
-      if (st[0] == 1 && st[1] == 1) {
+      if (st[0] == 1 && st[1] == 1)
         for (int64_t i = 0; i < n; ++i) d[o[0] + i] += s[o[1] + i];
-        return;
-      }
+      else
+        for (int64_t i = 0; i < n; ++i) d[o[0] + i * st[0]] += s[o[1] + i * st[1]];
+      return;
     }
     using A = std::conditional_t<std::is_same_v<D, int64_t> && std::is_same_v<S, int64_t>, int64_t, double>;
     for (int64_t i = 0; i < n; ++i) {
