@@ -28,14 +28,21 @@ inline Tensor slice_of(const Tensor& full, const GradSlice& s) {
   return s.active() ? full.slice(s.dim, s.start, s.end, s.step) : full;
 }
 
+// A fresh contiguous tensor the engine owns (on g's device: g may alias
+// other buffers): a copy of g, or, with an active slice, zeros of full_shape
+// holding g in that slice.
+inline Tensor owned_grad(const Tensor& g, const GradSlice& s, const Shape& full_shape) {
+  Tensor c = s.active() ? zeros(full_shape, g.options()) : Tensor::empty(g.shape(), g.options());
+  slice_of(c, s).copy_(g);
+  return c;
+}
+
 // Adds g into the leaf's .grad; with an active slice, g is the gradient of
 // that slice of the leaf (full_shape is the leaf's shape).
 inline void accumulate_leaf(AutogradMeta& m, const Tensor& g, const GradSlice& s = {},
                             const Shape& full_shape = {}) {
-  if (!m.grad) {  // own a fresh contiguous copy (on g's device): g may alias other buffers
-    Tensor c = s.active() ? zeros(full_shape, g.options()) : Tensor::empty(g.shape(), g.options());
-    slice_of(c, s).copy_(g);
-    m.grad = c.impl_ptr();
+  if (!m.grad) {
+    m.grad = owned_grad(g, s, full_shape).impl_ptr();
     return;
   }
   Tensor acc = slice_of(Tensor(m.grad), s);
@@ -67,13 +74,10 @@ inline void accumulate_pending(std::unordered_map<Node*, PendingGrad>& grads, co
                                const Tensor& g) {
   auto it = grads.find(e.fn.get());
   if (it == grads.end()) {
-    if (!e.slice.active()) {
+    if (!e.slice.active())
       grads.emplace(e.fn.get(), PendingGrad{g, false, std::nullopt});
-    } else {
-      Tensor buf = zeros(e.shape, g.options());
-      slice_of(buf, e.slice).copy_(g);
-      grads.emplace(e.fn.get(), PendingGrad{buf, true, std::vector<GradSlice>{e.slice}});
-    }
+    else
+      grads.emplace(e.fn.get(), PendingGrad{owned_grad(g, e.slice, e.shape), true, std::vector{e.slice}});
     return;
   }
   PendingGrad& p = it->second;
@@ -85,11 +89,7 @@ inline void accumulate_pending(std::unordered_map<Node*, PendingGrad>& grads, co
     p.slices.reset();
     return;
   }
-  if (!p.owned) {  // a closure's tensor: copy it before writing into it
-    Tensor c = Tensor::empty(p.g.shape(), p.g.options());
-    c.copy_(p.g);
-    p.g = c, p.owned = true;
-  }
+  if (!p.owned) p.g = owned_grad(p.g, {}, {}), p.owned = true;  // a closure's tensor: copy before writing
   Tensor dst = slice_of(p.g, e.slice);
   if (p.slices && std::all_of(p.slices->begin(), p.slices->end(),
                               [&](const GradSlice& w) { return disjoint(w, e.slice); }))
@@ -167,7 +167,7 @@ inline void run_backward(const Tensor& root, const Tensor& grad_out, bool retain
           is_floating(e.dtype))
         gi = gi.to(e.dtype);
       if (gi.defined()) {
-        NQ_CHECK(gi.shape() == e.grad_shape() && gi.dtype() == e.dtype, "backward", "op '", n->name,
+        NQ_CHECK(e.grad_shape_is(gi.shape()) && gi.dtype() == e.dtype, "backward", "op '", n->name,
                  "' (output ", shape_str(n->out_shape), ") produced a gradient ", gi.brief(), " for input ",
                  i, " of shape ", shape_str(e.grad_shape()), " ", dtype_name(e.dtype));
         if (e.leaf)

@@ -38,6 +38,9 @@ struct Edge {
   GradSlice slice;
   bool active() const { return fn || leaf; }
   Shape grad_shape() const { return slice.active() ? slice.shape_in(shape) : shape; }
+  bool grad_shape_is(const Shape& s) const {  // grad_shape() == s, without a copy in the common case
+    return slice.active() ? s == slice.shape_in(shape) : s == shape;
+  }
 };
 
 struct Node {
