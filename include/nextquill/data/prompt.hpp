@@ -132,6 +132,7 @@ struct PromptTemplate {
   bool newest_first = false;            // list history items newest first
   int64_t max_history = 0;              // > 0: keep at most this many most recent items
   bool template_special_tokens = true;  // special-token strings in template text become their ids
+  std::string end_token;                // ends every target ("" = the tokenizer's EOS; chat: end of turn)
 
   // The default: git commit subjects (query = diffstat, target = subject line).
   static PromptTemplate gitcommits() { return {}; }
@@ -167,12 +168,14 @@ struct PromptTemplate {
 
   // Keys: preset ("gitcommits", "generic", "shakespeare": the base whose values
   // the other keys override; default gitcommits), prompt, history_block,
-  // history_item, no_history, newest_first, max_history, template_special_tokens.
+  // history_item, no_history, newest_first, max_history, template_special_tokens,
+  // end_token.
   // Unknown keys and wrong types are errors naming `where`.
   static PromptTemplate from_json(const nlohmann::json& j, const std::string& where = "prompt template") {
     NQ_CHECK(j.is_object(), "PromptTemplate", where, ": expected a JSON object, got ", j.type_name());
     static const char* known[] = {"preset",     "prompt",       "history_block", "history_item",
-                                  "no_history", "newest_first", "max_history",   "template_special_tokens"};
+                                  "no_history", "newest_first", "max_history",   "template_special_tokens",
+                                  "end_token"};
     for (auto it = j.begin(); it != j.end(); ++it) {
       bool ok = false;
       for (const char* k : known) ok = ok || it.key() == k;
@@ -215,7 +218,7 @@ struct PromptTemplate {
       fail("PromptTemplate", where, ": unknown preset '", preset, "' (gitcommits, generic, shakespeare)");
     get("prompt", t.prompt), get("history_block", t.history_block), get("history_item", t.history_item);
     get("no_history", t.no_history), get("newest_first", t.newest_first), get("max_history", t.max_history);
-    get("template_special_tokens", t.template_special_tokens);
+    get("template_special_tokens", t.template_special_tokens), get("end_token", t.end_token);
     for (const std::string* s : {&t.prompt, &t.history_block, &t.history_item, &t.no_history})
       NQ_CHECK(unicode::is_valid_utf8(*s), "PromptTemplate", where, ": a template string is not valid UTF-8");
     try {
@@ -237,13 +240,15 @@ struct PromptTemplate {
     return from_json(j, path);
   }
   nlohmann::json to_json() const {
-    return {{"prompt", prompt},
-            {"history_block", history_block},
-            {"history_item", history_item},
-            {"no_history", no_history},
-            {"newest_first", newest_first},
-            {"max_history", max_history},
-            {"template_special_tokens", template_special_tokens}};
+    nlohmann::json j = {{"prompt", prompt},
+                        {"history_block", history_block},
+                        {"history_item", history_item},
+                        {"no_history", no_history},
+                        {"newest_first", newest_first},
+                        {"max_history", max_history},
+                        {"template_special_tokens", template_special_tokens}};
+    if (!end_token.empty()) j["end_token"] = end_token;
+    return j;
   }
 
   // Items of ex the template may show: min(history size, max_history).
@@ -349,6 +354,11 @@ class PromptBuilder {
     NQ_CHECK(max_len <= 0 || max_len >= 2, "PromptBuilder",
              "max_len must be >= 2 (one prompt token and EOS) or <= 0 for no limit, got ", max_len);
     eos_ = tok.eos_id();
+    if (const std::string& end = tpl_.tpl().end_token; !end.empty()) {
+      const auto id = tok.token_to_id(end);
+      NQ_CHECK(id, "PromptBuilder", "the template's end_token '", end, "' is not a token of the tokenizer");
+      eos_ = *id;
+    }
     if (tpl_.tpl().template_special_tokens)
       for (const std::string& s : tok.special_tokens()) specials_.emplace_back(s, *tok.token_to_id(s));
   }
