@@ -613,8 +613,15 @@ TEST_CASE("tokenizer: malformed vocabulary files give errors naming the file and
       if (it.key() != "Ċ") by_id.emplace_back(it.value().get<int64_t>(), it.key());
     std::sort(by_id.begin(), by_id.end());
     for (auto& [old, key] : by_id) m2[key] = id++;
-    e = load_error(m2.dump(), bpe);
-    CHECK(contains(e, "encoder.json: the vocabulary has no token for byte 0x0A ('Ċ')"));
+    // It loads; the byte is dropped when encoding, as HF tokenizers drops it.
+    write_file(dir.path / "encoder.json", m2.dump());
+    write_file(dir.path / "vocab.bpe", "#version: 0.2\n");
+    const BPETokenizer t = BPETokenizer::load(dir.str());
+    CHECK(t.num_missing_bytes() == 1);
+    CHECK(!t.has_byte('\n'));
+    CHECK(t.byte_to_id('\n') == -1);
+    CHECK(t.decode(t.encode("a\nb")) == "ab");
+    CHECK(t.dropped_bytes() == 1);
   }
   nlohmann::json outside = j;
   outside["日本"] = 259;
@@ -640,7 +647,9 @@ TEST_CASE("tokenizer: malformed vocabulary files give errors naming the file and
       error_of([&] { BPETokenizer::from_file_contents(enc, bpe, R"({"special_tokens": [{"id": 1e999}]})"); }),
       "special_tokens.json: invalid JSON"));
   CHECK(contains(error_of([&] { BPETokenizer::load((dir.path / "nope").string()); }), "cannot open"));
-  CHECK(contains(error_of([&] { BPETokenizer::from_vocab({"a"}, {}); }), "has no token for byte"));
+  const BPETokenizer only_a = BPETokenizer::from_vocab({"a"}, {});
+  CHECK(only_a.num_missing_bytes() == 255);
+  CHECK(only_a.encode("banana") == std::vector<int32_t>{0, 0, 0});
 }
 
 // ---------------------------------------------------------------------------

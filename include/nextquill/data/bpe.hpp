@@ -8,15 +8,19 @@
 //
 // Encoding = (1) with allow_special, cut the text at special-token strings
 // (leftmost, then longest match); each one becomes its id and is never split.
-// (2) Split every other stretch with GPT-2's pre-tokenizer, the regex
-//   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
-// implemented as a hand-written scanner (gpt2_pretokenize below). (3) Each piece
+// (2) Split every other stretch with the pre-tokenizer (pretokenize.hpp; GPT-2's
+// regex by default, or SmolLM's, Llama 3's or Qwen2's). (3) Each piece
 // starts as its bytes' ids and takes merges in rank order: repeatedly the pair
 // with the lowest rank, leftmost first, exactly like HF tokenizers (and, for
 // GPT-2's files, OpenAI's encoder.py). Results per piece are cached.
 // The output equals HF tokenizers' GPT-2 tokenizer id for id (tests check ~2 MB
 // of varied text), and decode(encode(s)) == s for every byte string s, including
 // invalid UTF-8 (a malformed byte is one character of class Other).
+//
+// Vocabularies without a symbol for some bytes (SmolLM2 lacks 21) load: such a
+// byte is dropped, as HF tokenizers' BPE drops a character it has no symbol for
+// (no unk token, no byte fallback), and it splits its piece: the bytes on its
+// two sides never merge with each other. dropped_bytes() counts them.
 //
 // Vocabulary strings (encoder.json keys, id_to_token, token_to_id) are in GPT-2's
 // byte-level alphabet: every byte is a printable character (space -> "Ġ",
@@ -26,6 +30,7 @@
 // by a mutex); add_special_tokens, set_eos_token and assignment may not.
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -47,6 +52,7 @@
 #include "nextquill/data/bpe_cache.hpp"
 #include "nextquill/data/bpe_files.hpp"
 #include "nextquill/data/bytelevel.hpp"
+#include "nextquill/data/pretokenize.hpp"
 #include "nextquill/data/unicode.hpp"
 
 namespace nq::data {
@@ -125,8 +131,8 @@ class BPETokenizer {
   // Writes dir/encoder.json (Python json.dumps layout, ids in order, special
   // tokens included), dir/vocab.bpe ("#version: 0.2" then one "left right" line
   // per merge) and dir/special_tokens.json ({"special_tokens": [{"id", "content"}],
-  // "eos_token": str or null}), each through a temporary file and a rename. For
-  // GPT-2 the first two are byte-identical to OpenAI's files.
+  // "eos_token": str or null, and "pre_tokenizer" unless gpt2}), each through a temporary file and a rename.
+  // For GPT-2 the first two are byte-identical to OpenAI's files.
   void save(const std::string& dir) const {
     namespace fs = std::filesystem;
     std::error_code ec;
@@ -150,6 +156,7 @@ class BPETokenizer {
       j["special_tokens"].push_back({{"id", id}, {"content", tokens_[size_t(id)]}});
     j["eos_token"] =
         eos_id_ >= 0 ? nlohmann::ordered_json(tokens_[size_t(eos_id_)]) : nlohmann::ordered_json();
+    if (pre_ != PreTokenizer::GPT2) j["pre_tokenizer"] = pretokenizer_name(pre_);
     detail::write_text_file_atomic((d / "special_tokens.json").string(), j.dump(2) + "\n");
   }
 
@@ -235,7 +242,7 @@ class BPETokenizer {
     check_id(id, "token_bytes");
     return bytes_[size_t(id)];
   }
-  // The id of the single-byte token for b.
+  // The id of the single-byte token for b; -1 when the vocabulary has none.
   int32_t byte_to_id(uint8_t b) const { return byte_ids_[b]; }
 
   // ---- special tokens ------------------------------------------------------
@@ -297,12 +304,30 @@ class BPETokenizer {
     eos_id_ = *id;
   }
 
+  // ---- pre-tokenizer and missing bytes -------------------------------------
+  PreTokenizer pre_tokenizer() const { return pre_; }
+  void set_pre_tokenizer(PreTokenizer p) {
+    pre_ = p;
+    cache_.clear();
+  }
+  // Bytes without a vocabulary symbol, and how many encode has dropped so far.
+  bool has_byte(uint8_t b) const { return byte_ids_[b] >= 0; }
+  int num_missing_bytes() const {
+    return int(std::count_if(byte_ids_.begin(), byte_ids_.end(), [](int32_t id) { return id < 0; }));
+  }
+  uint64_t dropped_bytes() const { return dropped_.n.load(std::memory_order_relaxed); }
+  // HF's ignore_merges (Llama 3): a piece that is itself a vocabulary token is
+  // that token, whatever the merges would make of it.
+  bool ignore_merges() const { return ignore_merges_; }
+  void set_ignore_merges(bool on) {
+    ignore_merges_ = on;
+    cache_.clear();
+  }
+
   // BPE of one pre-token (raw bytes), without the cache. Exposed for tests.
   std::vector<int32_t> bpe(std::string_view piece) const {
-    std::vector<int32_t> s;
-    s.reserve(piece.size());
-    for (unsigned char b : piece) s.push_back(byte_ids_[b]);
-    apply_merges(s);
+    std::vector<int32_t> s, work;
+    bpe_piece(piece, s, work);
     return s;
   }
 
@@ -324,6 +349,19 @@ class BPETokenizer {
   std::vector<int32_t> specials_;  // insertion order
   std::array<bool, 256> special_first_byte_{};
   int32_t eos_id_ = -1;
+  PreTokenizer pre_ = PreTokenizer::GPT2;
+  bool missing_bytes_ = false;  // some byte has no symbol
+  bool ignore_merges_ = false;
+  struct Counter {  // copyable atomic
+    std::atomic<uint64_t> n{0};
+    Counter() = default;
+    Counter(const Counter& o) : n(o.n.load()) {}
+    Counter& operator=(const Counter& o) {
+      n = o.n.load();
+      return *this;
+    }
+  };
+  mutable Counter dropped_;
   mutable detail::PieceCache cache_;
 
   void check_id(int32_t id, const char* fn) const {
@@ -412,19 +450,51 @@ class BPETokenizer {
     s.resize(m);
   }
 
+  // Appends the BPE of one piece to out; a byte without a symbol is dropped
+  // and ends the stretch of bytes that merge together.
+  void bpe_piece(std::string_view piece, std::vector<int32_t>& out, std::vector<int32_t>& work) const {
+    if (ignore_merges_) {
+      if (auto it = ids_.find(std::string_view(bytelevel::encode(piece)));
+          it != ids_.end() && !is_special_[size_t(it->second)]) {
+        out.push_back(it->second);
+        return;
+      }
+    }
+    work.clear();
+    auto flush = [&] {
+      apply_merges(work);
+      out.insert(out.end(), work.begin(), work.end());
+      work.clear();
+    };
+    for (unsigned char b : piece) {
+      const int32_t id = byte_ids_[b];
+      if (id >= 0) {
+        work.push_back(id);
+        continue;
+      }
+      dropped_.n.fetch_add(1, std::memory_order_relaxed);
+      flush();
+    }
+    flush();
+  }
+
   void encode_ordinary(std::string_view text, std::vector<int32_t>& out) const {
-    std::vector<int32_t> work;
-    gpt2_pretokenize(text, [&](std::string_view piece) {
-      if (piece.size() == 1) {
+    std::vector<int32_t> work, ids;
+    pretokenize(pre_, text, [&](std::string_view piece) {
+      if (piece.size() == 1 && byte_ids_[uint8_t(piece[0])] >= 0) {
         out.push_back(byte_ids_[uint8_t(piece[0])]);
         return;
       }
-      if (cache_.get(piece, out)) return;
-      work.clear();
-      for (unsigned char b : piece) work.push_back(byte_ids_[b]);
-      apply_merges(work);
-      cache_.put(piece, work);
-      out.insert(out.end(), work.begin(), work.end());
+      if (cache_.get(piece, out)) {
+        if (missing_bytes_)  // a cached piece still counts its dropped bytes
+          for (unsigned char b : piece)
+            if (byte_ids_[b] < 0) dropped_.n.fetch_add(1, std::memory_order_relaxed);
+        return;
+      }
+      ids.clear();
+      bpe_piece(piece, ids, work);
+      cache_.put(piece, ids);
+      out.insert(out.end(), ids.begin(), ids.end());
     });
   }
 
@@ -459,13 +529,7 @@ class BPETokenizer {
       }
       if (bytes_[i].size() == 1) byte_ids_[uint8_t(bytes_[i][0])] = int32_t(i);
     }
-    for (int b = 0; b < 256; ++b)
-      if (byte_ids_[size_t(b)] < 0) {
-        char hex[8];
-        std::snprintf(hex, sizeof hex, "0x%02X", b);
-        fail("BPETokenizer", source, ": the vocabulary has no token for byte ", hex, " ('",
-             bytelevel::byte_char(uint8_t(b)), "'); a byte-level vocabulary needs all 256");
-      }
+    missing_bytes_ = std::any_of(byte_ids_.begin(), byte_ids_.end(), [](int32_t id) { return id < 0; });
     merges_ = std::move(merges);
     merge_result_.assign(merges_.size(), -1);
     ranks_ = detail::U64Map<int32_t>();
@@ -528,6 +592,7 @@ class BPETokenizer {
     BPETokenizer t(Uninit{});
     t.build(std::move(f.tokens), std::move(f.merges), f.special, encoder_path, vocab_path, &f.merge_lines);
     if (f.eos) t.eos_id_ = f.eos->empty() ? -1 : *t.token_to_id(*f.eos);
+    t.pre_ = pretokenizer_from_name(f.pre_tokenizer, special_path);
     return t;
   }
 };

@@ -121,6 +121,8 @@ struct BPEFileParts {
   // From special_tokens.json: the EOS token, "" for none; unset without that
   // file (then "<|endoftext|>" is the EOS, as for GPT-2).
   std::optional<std::string> eos;
+  // From special_tokens.json's "pre_tokenizer" (absent: gpt2).
+  std::string pre_tokenizer = "gpt2";
 };
 
 // Parses the three files' contents; the paths only label errors.
@@ -157,6 +159,7 @@ inline BPEFileParts parse_bpe_files(std::string_view enc_text, std::string_view 
   // special_tokens.json (optional).
   std::vector<int32_t> special;
   std::optional<std::string> eos;
+  std::string pre = "gpt2";
   if (special_text) {
     const nlohmann::json j = parse_json_file(*special_text, special_path);
     auto bad = [&](const std::string& what) { fail("BPETokenizer", special_path, ": ", what); };
@@ -185,6 +188,10 @@ inline BPEFileParts parse_bpe_files(std::string_view enc_text, std::string_view 
         bad("eos_token '" + *eos + "' is not one of special_tokens");
     } else {
       eos = "";
+    }
+    if (j.contains("pre_tokenizer")) {
+      if (!j["pre_tokenizer"].is_string()) bad("pre_tokenizer must be a string");
+      pre = j["pre_tokenizer"].get<std::string>();
     }
   } else if (auto it = ids.find("<|endoftext|>"); it != ids.end()) {
     special.push_back(it->second);
@@ -223,7 +230,8 @@ inline BPEFileParts parse_bpe_files(std::string_view enc_text, std::string_view 
     merges.emplace_back(ids[a], ids[b]);
     lines.push_back(line_no);
   }
-  return {std::move(tokens), std::move(merges), std::move(lines), std::move(special), std::move(eos)};
+  return {std::move(tokens),  std::move(merges), std::move(lines),
+          std::move(special), std::move(eos),    std::move(pre)};
 }
 
 }  // namespace nq::data::detail
